@@ -1,0 +1,93 @@
+# GourmetGram MLOps lab. `make` builds the notebooks and the book; `make test` runs the tests.
+# Every target installs what it needs into .venv first (see `make setup`).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := all
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+SAMPLE_DATA ?= data/food11-sample
+ALIAS ?= development
+PORT ?= 8000
+SERVE_DIR ?= build/serve
+
+export PYTHONPATH := $(CURDIR):$(CURDIR)/train
+export MPLBACKEND := Agg
+
+.PHONY: all setup notebooks book test test-notebooks test-notebooks-kind lint \
+	sample-data train serve bench-train bench-serve clean
+
+all: notebooks book ## Build the notebooks and the book
+
+## ---- set-up -------------------------------------------------------------
+
+setup: $(STAMP) $(CHECKOV_STAMP) ## Create .venv and install everything
+
+$(STAMP): requirements-dev.txt train/requirements.txt app/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m bash_kernel.install --sys-prefix
+	touch $@
+
+# checkov pins libraries that clash with the main tools, so it lives in its own venv.
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $@
+
+## ---- notebooks and book -------------------------------------------------
+
+notebooks: $(STAMP) ## Generate notebooks/ from snippets/
+	$(PY) tools/make_notebooks.py
+
+book: notebooks ## Build the Jupyter Book into _build/html (warnings are errors)
+	$(BIN)/jupyter-book build . --warningiserror --keep-going --path-output .
+	@echo "Open _build/html/index.html in a browser"
+
+## ---- tests --------------------------------------------------------------
+
+test: setup ## Run every test this machine can run
+	$(BIN)/pytest
+	$(MAKE) --no-print-directory test-notebooks
+
+test-notebooks: $(STAMP) ## Execute the untagged notebook cells with nbval
+	$(BIN)/pytest --nbval-lax -p no:randomly notebooks/ -c tests/nbval.ini
+
+lint: $(STAMP) ## Ruff on all Python
+	$(BIN)/ruff check .
+
+## ---- training and serving -----------------------------------------------
+
+sample-data: $(STAMP) ## Generate the small synthetic Food-11 sample set
+	$(PY) train/sample_data.py $(SAMPLE_DATA)
+
+train: sample-data ## Run the training pipeline locally on the sample set
+	FOOD11_DATA_DIR=$(SAMPLE_DATA) $(PY) train/flow.py normal
+
+serve: $(STAMP) ## Serve a model locally (MODEL_PATH, or the ALIAS version in local MLflow)
+	@if [ -z "$${MODEL_PATH:-}" ]; then \
+	  $(PY) train/ops.py download --alias $(ALIAS) --out $(SERVE_DIR); \
+	  export MODEL_PATH=$(SERVE_DIR)/model.pth VERSIONS_FILE=$(SERVE_DIR)/versions.txt; \
+	fi; \
+	exec $(BIN)/gunicorn --config app/gunicorn.conf.py --bind 127.0.0.1:$(PORT) app.server:app
+
+bench-train: sample-data ## Time the training pipeline end to end and per stage
+	FOOD11_DATA_DIR=$(SAMPLE_DATA) $(PY) train/bench.py
+
+bench-serve: $(STAMP) ## Measure serving throughput and latency against the compute bound
+	$(PY) -m app.bench
+
+clean: ## Remove build outputs (keeps .venv)
+	rm -rf _build build
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'

@@ -1,0 +1,56 @@
+"""Fixtures shared by the project's tests, and a per-part timing summary."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.mlflow_server import MlflowServer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    """The repository root."""
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A real MLflow server on loopback, shared by the whole test session."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_mlflow(tmp_path: Path) -> Iterator[MlflowServer]:
+    """A real MLflow server on loopback with an empty registry, for one test."""
+    server = MlflowServer(tmp_path / "mlflow").start()
+    yield server
+    server.stop()
+
+
+_part_seconds: dict[str, float] = defaultdict(float)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """Add each test's wall time (set-up included) to its part, the test file."""
+    start = time.perf_counter()
+    yield
+    _part_seconds[item.nodeid.split("::")[0]] += time.perf_counter() - start
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Print the time each part of the suite took."""
+    if not _part_seconds:
+        return
+    terminalreporter.section("time per part")
+    for part, seconds in sorted(_part_seconds.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{seconds:8.1f} s  {part}")
