@@ -1,0 +1,161 @@
+"""The generated notebooks: up to date, valid, tagged, and true to the repository."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from tools import make_notebooks
+
+REPO = make_notebooks.REPO
+NOTEBOOKS = sorted(
+    (REPO / "notebooks").glob("*.ipynb"), key=lambda p: int(p.stem.split("_", 1)[0])
+)
+ALLOWED_TAGS = {"chameleon", "cluster", "parameters"}
+KERNELS = {"bash": "bash", "python3": "python"}
+# Top-level folders whose paths a cell may name; such a path must exist.
+REPO_DIRS = ("tf", "ansible", "k8s", "workflows", "train", "app", "tools", "book", "notebooks")
+# Files a student creates while following the lab (ignored by git, so absent here).
+CREATED_BY_STUDENT = {"clouds.yaml", "kubeconfig", "lab.env"}
+CREATED_SUFFIXES = (".auto.tfvars.json",)
+
+
+def load(path: Path) -> nbformat.NotebookNode:
+    """Read a notebook."""
+    return nbformat.read(path, as_version=4)
+
+
+def code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    """Return the notebook's code cells."""
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def test_there_are_ten_numbered_notebooks() -> None:
+    assert [p.stem.split("_", 1)[0] for p in NOTEBOOKS] == [str(i) for i in range(10)]
+
+
+def test_committed_notebooks_match_the_snippets() -> None:
+    assert make_notebooks.main(["--check"]) == 0, "run `make notebooks` and commit"
+
+
+def test_generation_is_deterministic(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    make_notebooks.build(first)
+    make_notebooks.build(second)
+    for nb in first.glob("*.ipynb"):
+        assert nb.read_bytes() == (second / nb.name).read_bytes(), nb.name
+
+
+def test_toc_lists_every_notebook_in_order() -> None:
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    chapters = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    listed = [c for c in chapters if c.startswith("notebooks/")]
+    assert listed == [f"notebooks/{p.stem}" for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+class TestNotebook:
+    def test_valid_nbformat_4(self, path: Path) -> None:
+        nb = load(path)
+        assert nb.nbformat == 4
+        nbformat.validate(nb)
+
+    def test_starts_with_h1_title(self, path: Path) -> None:
+        first = load(path).cells[0]
+        assert first.cell_type == "markdown" and re.match(r"# \S", first.source)
+
+    def test_kernel_fits_the_work(self, path: Path) -> None:
+        nb = load(path)
+        kernel = nb.metadata.kernelspec.name
+        assert kernel in KERNELS
+        assert nb.metadata.language_info.name == KERNELS[kernel]
+        imports_chi = re.compile(r"^\s*(from|import) chi\b", re.M)
+        uses_chi = any(imports_chi.search(c.source) for c in code_cells(nb))
+        assert uses_chi == (kernel == "python3"), "python-chi notebooks use python3, others bash"
+
+    def test_code_cells_carry_known_tags(self, path: Path) -> None:
+        cells = code_cells(load(path))
+        for cell in cells:
+            tags = cell.metadata.get("tags")
+            assert isinstance(tags, list), f"{cell.id}: tags must be a list"
+            assert set(tags) <= ALLOWED_TAGS, f"{cell.id}: unknown tags {set(tags) - ALLOWED_TAGS}"
+        params = [c for c in cells if "parameters" in c.metadata.tags]
+        assert len(params) == 1, "exactly one papermill parameters cell"
+        assert params[0].metadata.tags == ["parameters"], "the parameters cell must run anywhere"
+
+    def test_python_cells_compile(self, path: Path) -> None:
+        nb = load(path)
+        if nb.metadata.kernelspec.name != "python3":
+            return
+        for cell in code_cells(nb):
+            if cell.source.lstrip().startswith("%%"):
+                continue  # cell magics (e.g. %%bash) are not Python
+            source = "\n".join(
+                "pass" if line.lstrip().startswith(("%", "!")) else line
+                for line in cell.source.splitlines()
+            )
+            ast.parse(source, filename=f"{path.name}:{cell.id}")
+
+    def test_bash_cells_fail_when_any_command_fails(self, path: Path) -> None:
+        nb = load(path)
+        if nb.metadata.kernelspec.name != "bash":
+            return
+        for cell in code_cells(nb):
+            assert unchained_commands(cell.source) == [], (
+                f"{cell.id}: bash_kernel only reports the last command's status; "
+                "chain these lines with && or split the cell"
+            )
+
+    def test_repository_paths_exist(self, path: Path) -> None:
+        missing = [p for p in referenced_paths(load(path)) if not (REPO / p).exists()]
+        assert missing == [], f"cells name paths that are not in the repository: {missing}"
+
+
+# A plain assignment cannot fail: NAME=value, or NAME=$OTHER/path (no command substitution).
+ASSIGNMENT = re.compile(r"^(export\s+)?[A-Za-z_]\w*=(\$\{?\w+\}?)?[^`$(]*$")
+
+
+def unchained_commands(source: str) -> list[str]:
+    """Return command lines, other than the last, whose failure would go unnoticed."""
+    lines = [ln.rstrip() for ln in source.splitlines()]
+    commands = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    bad = []
+    for line in commands[:-1]:
+        stripped = line.strip()
+        if stripped.endswith(("&&", "\\", "|", "||")) or ASSIGNMENT.match(stripped):
+            continue
+        bad.append(stripped)
+    return bad
+
+
+def referenced_paths(nb: nbformat.NotebookNode) -> list[str]:
+    """Repository paths named by code cells, resolved against the cells' `cd` commands."""
+    cwd = Path(".")
+    found: list[str] = []
+    for cell in code_cells(nb):
+        for line in cell.source.splitlines():
+            try:
+                words = shlex.split(line, comments=True)
+            except ValueError:
+                words = line.split()
+            for i, word in enumerate(words):
+                word = re.sub(r"^\$\{?REPO_DIR\}?/?", "", word).rstrip(",;)")
+                if i > 0 and words[i - 1] == "cd":
+                    if word.split("/")[0] in REPO_DIRS:
+                        cwd = Path(word)
+                    continue
+                if word.split("/")[0] in REPO_DIRS and "/" in word:
+                    found.append(word)
+                elif re.fullmatch(r"[\w./-]+\.(ya?ml|tf|py|sh|json|template|cfg)", word):
+                    found.append(str(cwd / word))
+    return [
+        p for p in dict.fromkeys(found)
+        if "$" not in p and "*" not in p and Path(p).name not in CREATED_BY_STUDENT
+        and not p.endswith(CREATED_SUFFIXES) and not p.startswith(("/", "~"))
+    ]

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Execute the cluster notebooks (6, 7, 8) against a local kind cluster, as CI does.
+# Needs Docker and internet access. Leaves the executed notebooks and logs in build/kind/
+# and deletes the cluster and the registry at the end, whatever happened.
+#   make test-notebooks-kind
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+out="build/kind"
+bin="$out/bin"
+py=".venv/bin/python"
+mkdir -p "$bin"
+export PATH="$repo/$bin:$repo/.venv/bin:$PATH"
+
+version() {
+  "$py" -c 'import sys, yaml; print(yaml.safe_load(open("versions.yml"))[sys.argv[1]])' "$1"
+}
+
+step() {
+  echo
+  echo "==> $*"
+}
+
+cleanup() {
+  step "Deleting the kind cluster and the registry"
+  kind delete cluster --name gourmetgram || true
+  docker rm -f kind-registry || true
+}
+
+step "Installing kind, kubectl and the argo CLI (versions from versions.yml)"
+curl -fsSLo "$bin/kind" "https://kind.sigs.k8s.io/dl/$(version kind_version)/kind-linux-amd64"
+curl -fsSLo "$bin/kubectl" "https://dl.k8s.io/release/$(version kubernetes_version)/bin/linux/amd64/kubectl"
+curl -fsSL "https://github.com/argoproj/argo-workflows/releases/download/$(version argo_workflows_version)/argo-linux-amd64.gz" |
+  gunzip >"$bin/argo"
+chmod +x "$bin/kind" "$bin/kubectl" "$bin/argo"
+
+trap cleanup EXIT
+step "Creating the cluster and its registry"
+k8s/kind/create-cluster.sh
+
+step "Building the training image and pushing it to the kind registry"
+train_image="localhost:5001/gourmetgram-train:$(version train_image_tag)"
+docker build --file train/Dockerfile --tag "$train_image" .
+docker push "$train_image"
+
+step "Installing Argo CD, Argo Workflows and Argo Events with the lab's playbook"
+ansible-playbook -i ansible/inventory-kind.yml ansible/post_k8s/post_k8s_configure.yml \
+  -e "repo_url=${REPO_URL:-$(version repo_url)}" -e "repo_revision=${REPO_REVISION:-$(version repo_revision)}"
+
+step "Preparing the notebooks with papermill (parameters for kind)"
+for name in 6_configure_platform 7_lifecycle_part_1 8_lifecycle_part_2; do
+  papermill --prepare-only "notebooks/$name.ipynb" "$out/$name.ipynb" \
+    -p REPO_DIR "$repo" -p FLOATING_IP localhost -p INVENTORY inventory-kind.yml
+done
+
+step "Executing them with nbval (cells tagged chameleon are skipped)"
+LAB_HAS_CLUSTER=1 pytest --nbval-lax -p tests.nbval_gate -o addopts=-ra \
+  --nbval-cell-timeout=3600 --nbval-save-dir "$out/executed" --junitxml "$out/junit.xml" \
+  "$out"/6_configure_platform.ipynb "$out"/7_lifecycle_part_1.ipynb "$out"/8_lifecycle_part_2.ipynb \
+  2>&1 | tee "$out/nbval.log"
