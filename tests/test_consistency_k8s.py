@@ -1,0 +1,266 @@
+"""The charts agree with the rest of the lab: ports, names, versions and limits.
+
+Every check reads the files other parts of the repository own (Terraform, notebooks,
+workflows, train/, ansible/); a file that should be there and is not fails its test.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+
+from tests.k8s_render import (
+    APPLICATIONS,
+    ENVIRONMENTS,
+    K8S,
+    REPO,
+    case,
+    containers,
+    find,
+    load_yaml,
+    render,
+    versions,
+)
+
+# Lab ports that no chart of k8s/ serves: SSH, the Kubernetes API (kubectl from Jupyter),
+# and the Argo CD and Argo Workflows UIs, which the post_k8s playbook exposes.
+NOT_FROM_CHARTS = {22: "SSH", 6443: "Kubernetes API", 8888: "Argo CD UI", 2746: "Argo Workflows UI"}
+# Ports that stay off kind's host mapping: kind has its own API port and no SSH.
+NOT_IN_KIND = {22, 6443}
+
+
+def lab_ports() -> dict[int, str]:
+    """The table "Ports on the floating IP (node1)" of CONTRIBUTING.md: port -> service."""
+    text = (REPO / "CONTRIBUTING.md").read_text()
+    section = text.split("## Ports on the floating IP", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\|\s*(\d+)\s*\|\s*([^|]+?)\s*\|", section, flags=re.MULTILINE)
+    assert rows, "CONTRIBUTING.md has no port table"
+    return {int(port): service for port, service in rows}
+
+
+def web_ports() -> set[int]:
+    """The lab ports a browser opens (all but SSH and the Kubernetes API)."""
+    return set(lab_ports()) - NOT_IN_KIND
+
+
+def exposed_services(flavour: str) -> list[dict[str, Any]]:
+    """Every Service the charts put on node1's address (cloud) or on a NodePort (kind)."""
+    services = []
+    for app in APPLICATIONS:
+        for obj in render(case(app, flavour)):
+            spec = obj.get("spec", {})
+            public = spec.get("externalIPs") or spec.get("type") == "NodePort"
+            if obj["kind"] == "Service" and public:
+                services.append(obj)
+    return services
+
+
+# ---- versions and limits -----------------------------------------------------------------
+
+
+def test_kind_node_image_is_the_pinned_one() -> None:
+    config = load_yaml(K8S / "kind" / "kind-config.yaml")
+    assert [n["image"] for n in config["nodes"]] == [versions()["kind_node_image"]]
+    minor = str(versions()["kubernetes_minor"])
+    assert versions()["kind_node_image"].split(":v", 1)[1].startswith(minor + ".")
+
+
+def test_mlflow_server_image_matches_the_client_pin() -> None:
+    pins = (REPO / "train" / "requirements.txt").read_text()
+    (client,) = re.findall(r"^mlflow==(\S+)", pins, flags=re.MULTILINE)
+    image = load_yaml(K8S / "platform" / "values.yaml")["mlflow"]["image"]
+    assert image == f"ghcr.io/mlflow/mlflow:v{client}-full"
+    assert load_yaml(K8S / "platform" / "Chart.yaml")["appVersion"] == client
+
+
+def test_serving_memory_limit_matches_train_config() -> None:
+    config = REPO / "train" / "config.py"
+    assert config.is_file(), "train/config.py is missing"
+    tree = ast.parse(config.read_text())
+    values = [
+        node.value.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "SERVING_MEMORY_LIMIT" for t in node.targets)
+        and isinstance(node.value, ast.Constant)
+    ]
+    assert len(values) == 1, "train/config.py must set SERVING_MEMORY_LIMIT once, to a literal"
+    for env in ENVIRONMENTS:
+        for flavour in ("cloud", "kind"):
+            deployment = find(render(case(env, flavour)), "Deployment", "gourmetgram-app")
+            (app,) = containers(deployment)
+            assert app["resources"]["limits"]["memory"] == values[0], (env, flavour)
+
+
+# ---- ports ---------------------------------------------------------------------------
+
+
+def test_charts_expose_exactly_the_lab_ports() -> None:
+    exposed = {p["port"] for s in exposed_services("cloud") for p in s["spec"]["ports"]}
+    assert exposed | set(NOT_FROM_CHARTS) == set(lab_ports())
+    assert not exposed & set(NOT_FROM_CHARTS)
+
+
+def terraform_ports(folder: Path) -> set[int]:
+    """Ports opened by the security-group rules of the Terraform files in folder."""
+    files = sorted(folder.glob("*.tf"))
+    assert files, f"no Terraform files in {folder.relative_to(REPO)}"
+    documents = [hcl2.loads(f.read_text()) for f in files]
+    local_values = {
+        k: v for d in documents for block in d.get("locals", []) for k, v in block.items()
+    }
+    ports: set[int] = set()
+    rules = [
+        rule
+        for d in documents
+        for block in d.get("resource", [])
+        for kind, named in block.items()
+        if kind.strip('"') == "openstack_networking_secgroup_rule_v2"
+        for rule in named.values()
+    ]
+    assert rules, "no openstack_networking_secgroup_rule_v2 in Terraform"
+    for rule in rules:
+        low, high = rule["port_range_min"], rule["port_range_max"]
+        assert low == high, f"a rule opens a range {low}-{high}; the lab opens single ports"
+        if isinstance(low, int):
+            ports.add(low)
+            continue
+        # for_each over a local map or list: port_range_min = each.value
+        match = re.fullmatch(r"\$\{local\.(\w+)\}", str(rule.get("for_each", "")))
+        assert low == "${each.value}" and match, f"cannot resolve the port of rule {rule}"
+        collection = local_values[match.group(1)]
+        items = collection.values() if isinstance(collection, dict) else collection
+        ports |= {int(p) for p in items if p != "__is_block__" and not isinstance(p, bool)}
+    return ports
+
+
+def test_terraform_opens_exactly_the_lab_ports() -> None:
+    assert terraform_ports(REPO / "tf" / "kvm") == set(lab_ports())
+
+
+def kind_mapping() -> dict[int, int]:
+    """kind's extraPortMappings: host port on localhost -> NodePort on the node."""
+    (node,) = load_yaml(K8S / "kind" / "kind-config.yaml")["nodes"]
+    mapping = {m["hostPort"]: m["containerPort"] for m in node["extraPortMappings"]}
+    assert {m.get("listenAddress") for m in node["extraPortMappings"]} == {"127.0.0.1"}
+    return mapping
+
+
+def test_kind_maps_every_browser_port() -> None:
+    assert set(kind_mapping()) == web_ports()
+
+
+def test_kind_mapping_reaches_the_charts_node_ports() -> None:
+    mapping = kind_mapping()
+    for service in exposed_services("kind"):
+        for port in service["spec"]["ports"]:
+            assert mapping[port["port"]] == port["nodePort"], service["metadata"]
+
+
+def test_kind_mapping_reaches_the_argo_ui_node_ports() -> None:
+    settings = load_yaml(REPO / "ansible" / "group_vars" / "all.yml")
+    mapping = kind_mapping()
+    assert mapping[settings["argocd_ui_port"]] == settings["argocd_ui_nodeport"]
+    assert mapping[settings["argo_workflows_ui_port"]] == settings["argo_workflows_ui_nodeport"]
+
+
+def notebook_texts() -> dict[str, str]:
+    """The source of every notebook cell, per notebook."""
+    notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
+    assert notebooks, "notebooks/*.ipynb are missing: run make notebooks"
+    return {
+        n.name: "\n".join("".join(c["source"]) for c in json.loads(n.read_text())["cells"])
+        for n in notebooks
+    }
+
+
+# http://A.B.C.D:8000, https://A.B.C.D:6443, ${FLOATING_IP}:8081, $FLOATING_IP:80, http://A.B.C.D/
+FLOATING_URL = re.compile(r"(?:A\.B\.C\.D|\$\{?FLOATING_IP\}?)(?::(\d+))?(?![\w.])")
+
+
+def test_notebook_urls_use_lab_ports_and_cover_every_ui() -> None:
+    used: dict[int, set[str]] = {}
+    for name, text in notebook_texts().items():
+        for match in FLOATING_URL.finditer(text):
+            preceding = text[max(0, match.start() - 8) : match.start()]
+            if match.group(1) is None and "://" not in preceding:
+                continue  # a bare address (ssh cc@A.B.C.D), not a URL
+            used.setdefault(int(match.group(1) or 80), set()).add(name)
+    strangers = {p: sorted(n) for p, n in used.items() if p not in lab_ports()}
+    assert not strangers, f"ports that are not lab ports, per notebook: {strangers}"
+    assert web_ports() <= set(used), f"no notebook opens ports {sorted(web_ports() - set(used))}"
+
+
+# ---- names ---------------------------------------------------------------------------
+
+
+# service.namespace.svc[.cluster.local][:port], for the lab's own namespaces
+SERVICE_DNS = re.compile(
+    r"\b([a-z0-9-]+)\.(gourmetgram-[a-z0-9-]+)\.svc(?:\.cluster\.local)?(?::(\d+))?"
+)
+# kubectl -n NS, --namespace NS, --namespace=NS, namespace: NS
+NAMESPACE_FLAG = re.compile(
+    r"(?:(?<![\w-])-n|--namespace[= ]|namespace:)\s*\"?(gourmetgram-[a-z0-9-]+)"
+)
+
+
+def chart_services() -> dict[tuple[str, str], set[int]]:
+    """(namespace, service) -> ports, over every chart and environment."""
+    services: dict[tuple[str, str], set[int]] = {}
+    for app in APPLICATIONS:
+        for obj in render(case(app, "cloud")):
+            if obj["kind"] == "Service":
+                key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+                services.setdefault(key, set()).update(p["port"] for p in obj["spec"]["ports"])
+    return services
+
+
+def referring_files(source: str) -> dict[str, str]:
+    """The files of one source that name services of k8s/: workflows, ansible or notebooks."""
+    if source == "notebooks":
+        return {f"notebooks/{k}": v for k, v in notebook_texts().items()}
+    if source == "ansible":
+        return {"ansible/group_vars/all.yml": (REPO / "ansible/group_vars/all.yml").read_text()}
+    workflows = sorted((REPO / "workflows").rglob("*.yaml"))
+    assert workflows, "workflows/*.yaml are missing"
+    return {str(p.relative_to(REPO)): p.read_text() for p in workflows}
+
+
+SOURCES = ["workflows", "ansible", "notebooks"]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_service_names_used_elsewhere_exist_in_the_charts(source: str) -> None:
+    services = chart_services()
+    unknown = []
+    for path, text in referring_files(source).items():
+        for name, namespace, port in SERVICE_DNS.findall(text):
+            ports = services.get((namespace, name))
+            if ports is None or (port and int(port) not in ports):
+                unknown.append(f"{path}: {name}.{namespace}:{port or '-'}")
+    assert not unknown, unknown
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_namespaces_used_elsewhere_exist_in_the_charts(source: str) -> None:
+    namespaces = {ns for ns, _ in chart_services()}
+    unknown = [
+        f"{path}: {ns}"
+        for path, text in referring_files(source).items()
+        for ns in NAMESPACE_FLAG.findall(text)
+        if ns not in namespaces
+    ]
+    assert not unknown, unknown
+
+
+def test_workflows_reach_mlflow_and_staging_by_their_chart_names() -> None:
+    text = "\n".join(referring_files("workflows").values())
+    text += (REPO / "ansible" / "group_vars" / "all.yml").read_text()
+    assert "mlflow.gourmetgram-platform.svc.cluster.local:8000" in text
+    assert "gourmetgram-app.gourmetgram-staging.svc.cluster.local:8081" in text
