@@ -26,6 +26,13 @@ CREATED_BY_STUDENT = {"clouds.yaml", "kubeconfig", "lab.env"}
 CREATED_SUFFIXES = (".auto.tfvars.json",)
 
 
+def submodules() -> tuple[str, ...]:
+    """Paths of git submodules (checked out on Chameleon, absent in a plain clone)."""
+    gitmodules = REPO / ".gitmodules"
+    text = gitmodules.read_text() if gitmodules.exists() else ""
+    return tuple(m + "/" for m in re.findall(r"^\s*path = (\S+)", text, re.M))
+
+
 def load(path: Path) -> nbformat.NotebookNode:
     """Read a notebook."""
     return nbformat.read(path, as_version=4)
@@ -157,5 +164,5 @@ def referenced_paths(nb: nbformat.NotebookNode) -> list[str]:
     return [
         p for p in dict.fromkeys(found)
         if "$" not in p and "*" not in p and Path(p).name not in CREATED_BY_STUDENT
-        and not p.endswith(CREATED_SUFFIXES) and not p.startswith(("/", "~"))
+        and not p.endswith(CREATED_SUFFIXES) and not p.startswith(("/", "~", *submodules()))
     ]

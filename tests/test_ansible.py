@@ -1,0 +1,355 @@
+"""Offline checks of ansible/: syntax, ansible-lint, the inventories and the manifests."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+ANSIBLE = REPO / "ansible"
+BIN = Path(sys.executable).parent
+KUBESPRAY_INVENTORY = ANSIBLE / "k8s" / "inventory" / "mycluster"
+PLACEHOLDER = "A.B.C.D"
+
+PLAYBOOKS = (
+    "general/hello_host.yml",
+    "pre_k8s/pre_k8s_configure.yml",
+    "post_k8s/post_k8s_configure.yml",
+    "argocd/argocd_add_platform.yml",
+    "argocd/argocd_add_env.yml",
+    "argocd/argocd_add_staging.yml",
+    "argocd/argocd_add_canary.yml",
+    "argocd/argocd_add_prod.yml",
+    "argocd/workflow_templates_apply.yml",
+    "argocd/workflow_build_init.yml",
+)
+# The playbooks that also run against a kind cluster (inventory-kind.yml).
+KIND_PLAYBOOKS = tuple(p for p in PLAYBOOKS if p.startswith(("post_k8s/", "argocd/")))
+
+
+def run(*cmd: str | Path, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Run a tool from the venv and capture its output."""
+    return subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True)
+
+
+def load(path: Path) -> Any:
+    """Parse one YAML file."""
+    return yaml.safe_load(path.read_text())
+
+
+def tasks(playbook: str) -> list[dict[str, Any]]:
+    """Every task of every play of a playbook."""
+    return [t for play in load(ANSIBLE / playbook) for t in play.get("tasks", [])]
+
+
+def versions() -> dict[str, Any]:
+    """versions.yml at the repository root."""
+    return load(REPO / "versions.yml")
+
+
+def test_the_playbook_list_is_complete() -> None:
+    found = {
+        str(p.relative_to(ANSIBLE))
+        for p in ANSIBLE.glob("*/*.yml")
+        if p.parent.name in {"general", "pre_k8s", "post_k8s", "argocd"}
+    }
+    assert found == set(PLAYBOOKS)
+
+
+def test_playbooks_pass_syntax_check_with_the_vm_inventory() -> None:
+    # Run from ansible/ so that ansible.cfg is read, as it is in the notebooks.
+    result = run(
+        BIN / "ansible-playbook", "-i", "inventory.yml", "--syntax-check", *PLAYBOOKS, cwd=ANSIBLE
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("playbook: ") == len(PLAYBOOKS), result.stdout
+
+
+def test_playbooks_pass_syntax_check_with_the_kind_inventory() -> None:
+    # The way CI calls them: from the repository root, no ansible.cfg.
+    paths = [f"ansible/{p}" for p in KIND_PLAYBOOKS]
+    result = run(
+        BIN / "ansible-playbook", "-i", "ansible/inventory-kind.yml", "--syntax-check", *paths
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("playbook: ") == len(KIND_PLAYBOOKS), result.stdout
+
+
+def test_syntax_check_catches_a_broken_playbook(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "- name: Broken\n  hosts: localhost\n  tasks:\n    - name: No module\n      nosuchkey: 1\n"
+    )
+    result = run(BIN / "ansible-playbook", "-i", "localhost,", "--syntax-check", bad)
+    assert result.returncode != 0
+
+
+def test_ansible_lint_production_profile_is_clean() -> None:
+    config = load(REPO / ".ansible-lint")
+    assert config["profile"] == "production" and config["offline"] is True
+    assert "ansible/k8s/kubespray/" in config["exclude_paths"]
+    result = run(BIN / "ansible-lint", "ansible/")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Profile 'production' was required, and it passed" in output, output
+
+
+def inventory(path: Path) -> dict[str, Any]:
+    """What ansible-inventory makes of an inventory file."""
+    result = run(BIN / "ansible-inventory", "-i", path, "--list")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def hosts(inv: dict[str, Any], group: str) -> set[str]:
+    """The hosts of a group, its child groups included."""
+    entry = inv.get(group, {})
+    found = set(entry.get("hosts", []))
+    for child in entry.get("children", []):
+        found |= hosts(inv, child)
+    return found
+
+
+def test_kubespray_inventory_has_the_expected_groups() -> None:
+    inv = inventory(KUBESPRAY_INVENTORY / "hosts.yaml")
+    nodes = {"node1", "node2", "node3"}
+    assert hosts(inv, "kube_control_plane") == {"node1"}
+    assert hosts(inv, "etcd") == nodes
+    assert hosts(inv, "kube_node") == nodes
+    assert hosts(inv, "k8s_cluster") == nodes
+    assert "gpu" in inv["kube_node"]["children"], "the optional GPU node must be a worker"
+    for name in nodes:
+        address = inv["_meta"]["hostvars"][name]["ip"]
+        assert address == f"192.168.1.1{name[-1]}"
+
+
+def kubespray_vars() -> dict[str, Any]:
+    """Kubespray group_vars of the lab cluster, merged."""
+    merged: dict[str, Any] = {}
+    for path in sorted((KUBESPRAY_INVENTORY / "group_vars").rglob("*.yml")):
+        if path.parent.name in {"all", "k8s_cluster"}:
+            merged |= load(path)
+    return merged
+
+
+def test_kubespray_settings_enable_what_the_lab_needs() -> None:
+    settings = kubespray_vars()
+    assert settings["container_manager"] == "containerd"
+    assert settings["helm_enabled"] and settings["metrics_server_enabled"]
+    assert settings["local_path_provisioner_enabled"]
+    assert settings["local_path_provisioner_is_default_storageclass"] == "true"
+    assert settings["registry_enabled"] and settings["registry_namespace"] == "kube-system"
+    assert settings["supplementary_addresses_in_ssl_keys"] == [PLACEHOLDER]
+    gpu = load(KUBESPRAY_INVENTORY / "group_vars" / "gpu.yml")
+    assert gpu["node_labels"] == {"gourmetgram.io/gpu": "true"}
+
+
+def test_containerd_pulls_the_cluster_registry_through_its_nodeport() -> None:
+    settings = kubespray_vars()
+    registry = re.search(
+        r"\| cluster registry \| `([^`]+)`", (REPO / "CONTRIBUTING.md").read_text()
+    )
+    assert registry, "CONTRIBUTING.md names the cluster registry"
+    (mirror,) = settings["containerd_registries_mirrors"]
+    assert mirror["prefix"] == registry.group(1)
+    assert settings["registry_service_type"] == "NodePort"
+    assert mirror["mirrors"][0]["host"] == "http://{{ ip }}:{{ registry_service_nodeport }}"
+    assert 30000 <= int(settings["registry_service_nodeport"]) <= 32767
+
+
+def test_project_inventories() -> None:
+    vms = inventory(ANSIBLE / "inventory.yml")
+    assert hosts(vms, "nodes") == {"node1", "node2", "node3"}
+    assert hosts(vms, "controller") == {"localhost"}
+    assert vms["_meta"]["hostvars"]["node1"]["ansible_host"] == "192.168.1.11"
+    kind = inventory(ANSIBLE / "inventory-kind.yml")
+    assert hosts(kind, "controller") == {"localhost"} and hosts(kind, "nodes") == set()
+    local = kind["_meta"]["hostvars"]["localhost"]
+    assert local["kind"] is True and local["cluster_registry"] == "kind-registry:5000"
+    defaults = load(ANSIBLE / "group_vars" / "all.yml")
+    assert defaults["kind"] is False
+    assert defaults["cluster_registry"] == "registry.kube-system.svc.cluster.local:5000"
+
+
+def test_the_floating_ip_placeholder_is_in_exactly_the_documented_files() -> None:
+    documented = {
+        "ansible/ansible.cfg",
+        "ansible/group_vars/all.yml",
+        "ansible/k8s/inventory/mycluster/group_vars/k8s_cluster/k8s-cluster.yml",
+    }
+    listed = set(re.findall(r"^#   (ansible/\S+)$", (ANSIBLE / "ansible.cfg").read_text(), re.M))
+    assert listed == documented, "ansible.cfg lists the files the notebook edits"
+    holders = {
+        str(p.relative_to(REPO))
+        for p in ANSIBLE.rglob("*")
+        if p.is_file()
+        and "kubespray" not in p.parts
+        and p.suffix != ".md"
+        and re.search(rf"(?<![\w.]){re.escape(PLACEHOLDER)}(?![\w.])", p.read_text())
+    }
+    assert holders == documented
+    assert f'cc@{PLACEHOLDER}"' in (ANSIBLE / "ansible.cfg").read_text()
+
+
+def test_ui_nodeports_match_the_kind_port_mappings() -> None:
+    defaults = load(ANSIBLE / "group_vars" / "all.yml")
+    config = load(REPO / "k8s" / "kind" / "kind-config.yaml")
+    mapped = {
+        m["hostPort"]: m["containerPort"]
+        for n in config["nodes"]
+        for m in n.get("extraPortMappings", [])
+    }
+    assert mapped[defaults["argocd_ui_port"]] == defaults["argocd_ui_nodeport"]
+    assert mapped[defaults["argo_workflows_ui_port"]] == defaults["argo_workflows_ui_nodeport"]
+
+
+def test_workflow_settings_configmap_has_the_shared_keys() -> None:
+    (task,) = [
+        t for t in tasks("post_k8s/post_k8s_configure.yml") if "gourmetgram-config" in t["name"]
+    ]
+    definition = task["kubernetes.core.k8s"]["definition"]
+    assert definition["metadata"] == {"name": "gourmetgram-config", "namespace": "argo"}
+    assert set(definition["data"]) == {"registry", "mlflow-uri", "repo-url", "repo-revision"}
+
+
+def manifests() -> list[dict[str, Any]]:
+    """The static Kubernetes objects that post_k8s applies."""
+    return [
+        doc
+        for path in sorted((ANSIBLE / "post_k8s" / "manifests").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+    ]
+
+
+def test_manifests_match_the_kubernetes_schema() -> None:
+    minor = str(versions()["kubernetes_minor"])
+    objects = manifests()
+    assert len(objects) >= 8
+    for obj in objects:
+        checked = kubernetes_validate.validate(obj, minor, strict=True)
+        assert checked == minor, (
+            f"{obj['kind']} {obj['metadata']['name']} validated against {checked}"
+        )
+
+
+def rules(role: str, namespace: str) -> list[dict[str, Any]]:
+    """The rules of one Role."""
+    (found,) = [
+        o
+        for o in manifests()
+        if o["kind"] == "Role" and o["metadata"] == {"name": role, "namespace": namespace}
+    ]
+    return found["rules"]
+
+
+def allowed(role_rules: list[dict[str, Any]], resource: str, verb: str) -> bool:
+    """Whether any rule grants verb on resource."""
+    return any(resource in r["resources"] and verb in r["verbs"] for r in role_rules)
+
+
+def test_workflow_service_account_has_least_privilege() -> None:
+    accounts = {
+        (o["metadata"]["namespace"], o["metadata"]["name"])
+        for o in manifests()
+        if o["kind"] == "ServiceAccount"
+    }
+    assert ("argo", "argo-workflow") in accounts
+    in_argo = rules("argo-workflow", "argo")
+    assert allowed(in_argo, "workflowtaskresults", "create") and allowed(
+        in_argo, "workflowtaskresults", "patch"
+    )
+    assert allowed(in_argo, "pods/log", "get") and allowed(in_argo, "workflows", "create")
+    (config_rule,) = [r for r in in_argo if "configmaps" in r["resources"]]
+    assert config_rule["resourceNames"] == ["gourmetgram-config"] and config_rule["verbs"] == [
+        "get"
+    ]
+    assert not any(
+        "secrets" in r["resources"] or "*" in r["verbs"] + r["resources"] for r in in_argo
+    )
+    deployer = rules("argo-workflow-deployer", "argocd")
+    assert deployer == [
+        {
+            "apiGroups": ["argoproj.io"],
+            "resources": ["applications"],
+            "verbs": ["get", "list", "watch", "patch"],
+        }
+    ]
+    bindings = [
+        o
+        for o in manifests()
+        if o["kind"] == "RoleBinding" and o["roleRef"]["name"].startswith("argo-workflow")
+    ]
+    assert {b["metadata"]["namespace"] for b in bindings} == {"argo", "argocd"}
+    for binding in bindings:
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "argo-workflow", "namespace": "argo"}
+        ]
+
+
+def test_every_workflow_template_runs_as_the_lab_service_account() -> None:
+    templates = [
+        doc
+        for path in sorted((REPO / "workflows").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc and doc.get("kind") in {"WorkflowTemplate", "CronWorkflow"}
+    ]
+    assert templates, "workflows/ has the lab's templates"
+    for doc in templates:
+        spec = doc["spec"].get("workflowSpec", doc["spec"])
+        assert spec.get("serviceAccountName") == "argo-workflow", doc["metadata"]["name"]
+
+
+def test_environment_playbooks_name_existing_applications() -> None:
+    for short, env in (("staging", "staging"), ("canary", "canary"), ("prod", "production")):
+        (play,) = load(ANSIBLE / "argocd" / f"argocd_add_{short}.yml")
+        assert play["ansible.builtin.import_playbook"] == "argocd_add_env.yml"
+        assert play["vars"] == {"env": env}
+        assert (REPO / "k8s" / "argocd" / f"{env}.yaml").is_file()
+    assert (REPO / "k8s" / "argocd" / "platform.yaml").is_file()
+
+
+def test_secret_tasks_hide_their_values() -> None:
+    role = load(ANSIBLE / "roles" / "generated_secret" / "tasks" / "main.yml")
+    assert all(t.get("no_log") is True for t in role)
+    for playbook in PLAYBOOKS:
+        for task in tasks(playbook):
+            module = task.get("kubernetes.core.k8s_info", {})
+            if module.get("kind") == "Secret":
+                assert task.get("no_log") is True, f"{playbook}: {task['name']}"
+                assert "show_secrets" in task.get("when", ""), f"{playbook}: {task['name']}"
+
+
+@pytest.mark.parametrize("playbook", KIND_PLAYBOOKS)
+def test_cluster_playbooks_load_versions_and_use_the_kubeconfig(playbook: str) -> None:
+    plays = [p for p in load(ANSIBLE / playbook) if "import_playbook" not in str(p)]
+    for play in plays:
+        if play["hosts"] == "controller":
+            assert "lab_settings" in [
+                r["role"] if isinstance(r, dict) else r for r in play["roles"]
+            ]
+            assert (
+                play["module_defaults"]["group/kubernetes.core.k8s"]["kubeconfig"]
+                == "{{ k8s_kubeconfig }}"
+            )
+
+
+def test_roles_are_found_without_an_ansible_cfg() -> None:
+    # The kind flavour runs from the repository root, where ansible/ansible.cfg is not read:
+    # Ansible finds the roles through the roles/ link next to each playbook folder.
+    for folder in ("post_k8s", "argocd"):
+        link = ANSIBLE / folder / "roles"
+        assert link.is_symlink() and link.resolve() == ANSIBLE / "roles", link
+
+
+def test_fetched_kubeconfig_and_downloads_stay_out_of_git() -> None:
+    paths = ["ansible/k8s/kubeconfig", "build/manifests/argo-cd.yaml"]
+    ignored = run("git", "check-ignore", *paths)
+    assert ignored.stdout.split() == paths

@@ -1,0 +1,87 @@
+"""versions.yml pins one Kubernetes minor everywhere: Kubespray, kind and the schemas."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+GROUP_VARS = REPO / "ansible" / "k8s" / "inventory" / "mycluster" / "group_vars"
+
+# Release facts (docs/TOOLING.md of the project, from the Kubespray release notes):
+# tag -> (commit of the tag, Kubernetes minor it installs).
+KUBESPRAY_RELEASES = {
+    "v2.31.0": ("1c9add48975060f45396b34d8e022c30d7f80dab", "1.35"),
+    "v2.30.0": ("f4ccdb5e72395eaf9f3444056ebd1a6625ddb89a", "1.34"),
+}
+# kind release -> the Kubernetes minors it publishes node images for.
+KIND_MINORS = {"v0.32.0": {"1.33", "1.34", "1.35", "1.36"}}
+
+
+def versions() -> dict[str, Any]:
+    """versions.yml at the repository root."""
+    return yaml.safe_load((REPO / "versions.yml").read_text())
+
+
+def minor_of(version: str) -> str:
+    """1.35.4 or v1.35.4 -> 1.35."""
+    match = re.fullmatch(r"v?(\d+)\.(\d+)\.\d+", version)
+    assert match, f"not a version: {version}"
+    return f"{match.group(1)}.{match.group(2)}"
+
+
+def test_versions_are_pinned_exactly() -> None:
+    v = versions()
+    for key in (
+        "argocd_version",
+        "argo_workflows_version",
+        "argo_events_version",
+        "nvidia_device_plugin_version",
+        "kind_version",
+        "kubespray_tag",
+    ):
+        assert re.fullmatch(r"v\d+\.\d+\.\d+", v[key]), f"{key}: {v[key]}"
+    for key in ("terraform_version", "openstack_provider_version", "kubernetes_version"):
+        assert re.fullmatch(r"\d+\.\d+\.\d+", str(v[key])), f"{key}: {v[key]}"
+    assert re.fullmatch(r"\d+\.\d+", v["kubernetes_minor"])
+
+
+def test_kubernetes_version_is_in_the_pinned_minor() -> None:
+    v = versions()
+    assert minor_of(v["kubernetes_version"]) == v["kubernetes_minor"]
+
+
+def test_kubespray_tag_installs_the_pinned_minor() -> None:
+    v = versions()
+    assert v["kubespray_tag"] in KUBESPRAY_RELEASES, (
+        f"add {v['kubespray_tag']} to KUBESPRAY_RELEASES"
+    )
+    commit, minor = KUBESPRAY_RELEASES[v["kubespray_tag"]]
+    assert v["kubespray_commit"] == commit
+    assert minor == v["kubernetes_minor"]
+
+
+def test_kubespray_group_vars_use_the_pinned_version() -> None:
+    settings = yaml.safe_load((GROUP_VARS / "k8s_cluster" / "k8s-cluster.yml").read_text())
+    assert str(settings["kube_version"]) == str(versions()["kubernetes_version"])
+
+
+def test_kind_node_image_is_pinned_by_digest_in_the_same_minor() -> None:
+    v = versions()
+    match = re.fullmatch(r"kindest/node:(v[\d.]+)@sha256:[0-9a-f]{64}", v["kind_node_image"])
+    assert match, "pin the node image by tag and digest, as kind's release notes ask"
+    assert minor_of(match.group(1)) == v["kubernetes_minor"]
+    assert v["kubernetes_minor"] in KIND_MINORS[v["kind_version"]]
+
+
+def test_kubectl_image_matches_the_cluster() -> None:
+    v = versions()
+    assert v["kubectl_image"] == f"registry.k8s.io/kubectl:v{v['kubernetes_version']}"
+
+
+def test_minor_check_rejects_a_mismatch() -> None:
+    # The helper must be able to tell minors apart, or the tests above prove nothing.
+    assert minor_of("v1.34.3") != minor_of("1.35.4")
