@@ -36,6 +36,35 @@ def fresh_mlflow(tmp_path: Path) -> Iterator[MlflowServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic Food-11 sample set (train/sample_data.py), made once per session."""
+    from sample_data import make_sample_set
+
+    return make_sample_set(tmp_path_factory.mktemp("food11-sample"))
+
+
+@pytest.fixture(scope="session")
+def trained_models(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """model.pth (+ versions.txt) per scenario, trained once per session with the real trainer.
+
+    "normal" gets the full default schedule and passes the evaluation suite; "bad-architecture"
+    gets one head-only epoch: its point is the input-size failure, not its accuracy.
+    """
+    from config import load_config
+    from model import save_for_serving
+    from trainer import train_scenario
+
+    out = tmp_path_factory.mktemp("models")
+    runs = {"normal": ("1", {}), "bad-architecture": ("2", {"finetune_epochs": "0"})}
+    paths = {}
+    for scenario, (version, flags) in runs.items():
+        cfg = load_config({"data_dir": str(sample_data), "weights": "none", **flags}, env={})
+        model = train_scenario(scenario, cfg)
+        paths[scenario] = save_for_serving(model, out / scenario, version)
+    return paths
+
+
 _part_seconds: dict[str, float] = defaultdict(float)
 
 

@@ -1,0 +1,66 @@
+"""The model evaluation suite (train/tests/) passes good models and fails broken ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from flow import parse_junit, suite_command
+from model import load_for_serving
+
+from app.food11 import CLASS_NAMES, folder_name
+
+
+def run_suite(model_path: Path, data: Path, out: Path, **env: str):
+    """Run the evaluation suite the way flow.py does; return (process, junit counts, metrics)."""
+    out.mkdir(parents=True, exist_ok=True)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("EVAL_", "TRAIN_"))}
+    proc = subprocess.run(suite_command(model_path, data, out), capture_output=True, text=True,
+                          env={**base, **env}, timeout=300)
+    junit, metrics = out / "junit.xml", out / "metrics.json"
+    report = parse_junit(junit) if junit.exists() else None
+    values = json.loads(metrics.read_text()) if metrics.exists() else {}
+    return proc, report, values
+
+
+def test_trained_normal_model_passes_with_default_thresholds(trained_models, sample_data, tmp_path):
+    """The real trainer's normal model clears every default threshold on held-out data."""
+    proc, report, metrics = run_suite(trained_models["normal"], sample_data, tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    passed, failed, total, _ = report
+    assert failed == 0 and passed == total >= 8
+    assert metrics["accuracy"] >= 0.75
+    assert list(metrics["recall"]) == [folder_name(n) for n in CLASS_NAMES]
+    assert sum(map(sum, metrics["confusion"])) == 110
+    assert metrics["latency_ms"] > 0 and metrics["model_bytes"] > 1_000_000
+
+
+def test_wrong_class_order_and_strict_thresholds_fail(trained_models, sample_data, tmp_path):
+    """A swapped class list breaks the contract test; an unreachable budget fails its test."""
+    model = load_for_serving(trained_models["normal"])
+    model.class_names = list(reversed(model.class_names))
+    path = tmp_path / "swapped.pth"
+    torch.save(model, path)
+    proc, report, _ = run_suite(path, sample_data, tmp_path / "out",
+                                EVAL_LATENCY_BUDGET_MS="0.001", EVAL_MAX_MODEL_BYTES="1000")
+    assert proc.returncode == 1
+    passed, failed, total, names = report
+    assert failed == 3 and passed == total - 3
+    assert {n.split("::")[1] for n in names} == {
+        "test_class_names_follow_serving_order", "test_single_image_cpu_latency",
+        "test_model_file_within_storage_budget"}
+
+
+def test_suite_refuses_to_run_without_a_model(repo, sample_data, tmp_path):
+    """No --model-path and no MODEL_PATH: a usage error (pytest exit 4), not a pass."""
+    env = {k: v for k, v in os.environ.items() if k != "MODEL_PATH"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-c", str(repo / "train" / "pytest.ini"),
+         "--rootdir", str(repo / "train"), str(repo / "train" / "tests")],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 4
+    assert "--model-path" in proc.stderr

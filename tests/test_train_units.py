@@ -1,0 +1,244 @@
+"""Training building blocks: config, dataset loading, models, scenarios, MLflow checks."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import config
+import pytest
+import registry
+import torch
+from config import ConfigError, load_config, parse_quantity
+from dataset import DataError, Food11Folder, check_dataset
+from evaluate import summarize
+from flow import parse_junit
+from model import (
+    build_model,
+    load_for_serving,
+    make_oversized,
+    parameter_bytes,
+    save_for_serving,
+)
+from torch.utils.data import DataLoader
+
+from app.food11 import CLASS_NAMES, IMAGE_SIZE, eval_transform, folder_name
+from tests.mlflow_server import free_port
+
+# ---- config ----------------------------------------------------------------
+
+
+def test_flags_beat_environment_which_beats_defaults():
+    """Precedence: default < environment variable < flag."""
+    env = {"TRAIN_HEAD_EPOCHS": "3", "EVAL_MIN_ACCURACY": "0.5", "FOOD11_DATA_DIR": "/d"}
+    cfg = load_config({"head_epochs": "4", "seed": None}, env=env)
+    assert (cfg.head_epochs, cfg.min_accuracy, cfg.data_dir, cfg.seed) == (4, 0.5, Path("/d"), 0)
+    assert load_config(env={}).finetune_epochs == config.TrainConfig().finetune_epochs
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"min_accuracy": "1.5"}, "min_accuracy must be between 0 and 1"),
+    ({"batch_size": "many"}, "batch_size must be a int"),
+    ({"head_epochs": "0", "finetune_epochs": "0"}, "at least 1"),
+    ({"weights": "resnet"}, "weights must be one of"),
+    ({"colour": "red"}, "unknown setting"),
+])
+def test_bad_settings_get_a_clear_error(flags, message):
+    """Out-of-range or mistyped settings raise ConfigError naming the setting."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(flags, env={})
+
+
+def test_eval_env_hands_every_threshold_to_the_suite():
+    """The evaluation suite receives each threshold as an EVAL_* variable."""
+    cfg = load_config({"min_accuracy": "0.6"}, env={})
+    env = config.eval_env(cfg)
+    assert env["EVAL_MIN_ACCURACY"] == "0.6"
+    assert load_config(env=env).min_accuracy == 0.6
+    assert set(env) == {"EVAL_MIN_ACCURACY", "EVAL_MIN_CLASS_RECALL", "EVAL_MIN_FLIP_AGREEMENT",
+                        "EVAL_LATENCY_BUDGET_MS", "EVAL_MAX_MODEL_BYTES"}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1Gi", 1024**3), ("512Mi", 512 * 1024**2), ("2G", 2 * 10**9), ("1.5Gi", 3 * 2**29),
+    ("1000", 1000),
+])
+def test_parse_quantity(text, expected):
+    """Kubernetes memory quantities become bytes."""
+    assert parse_quantity(text) == expected
+
+
+def test_parse_quantity_rejects_nonsense():
+    """A value that is not a quantity is an error, not zero."""
+    with pytest.raises(ConfigError):
+        parse_quantity("1 gigabyte")
+
+
+# ---- dataset ---------------------------------------------------------------
+
+
+def _copy(sample_data: Path, dest: Path) -> Path:
+    """A private copy of the sample set to damage."""
+    return Path(shutil.copytree(sample_data, dest))
+
+
+def test_class_index_follows_class_names_not_folder_sorting(sample_data: Path, tmp_path: Path):
+    """class_NN folders and stray folders do not shift the Food-11 class indices."""
+    split = tmp_path / "evaluation"
+    for i, name in enumerate(CLASS_NAMES):
+        shutil.copytree(sample_data / "evaluation" / folder_name(name), split / f"class_{i:02d}")
+    (split / "Apple pie").mkdir()  # would sort first alphabetically
+    dataset = Food11Folder(split)
+    assert dataset.class_to_idx == {f"class_{i:02d}": i for i in range(11)}
+    path, label = dataset.samples[-1]
+    assert label == 10 and "class_10" in path
+
+
+def test_check_dataset_counts_images(sample_data: Path):
+    """A complete set reports its image counts per split."""
+    assert check_dataset(sample_data) == {"training": 440, "validation": 110, "evaluation": 110}
+
+
+def test_missing_dataset_names_the_path(tmp_path: Path):
+    """No dataset directory: DataError naming it and FOOD11_DATA_DIR."""
+    with pytest.raises(DataError, match=f"{tmp_path / 'nope'}.*FOOD11_DATA_DIR"):
+        check_dataset(tmp_path / "nope")
+
+
+def test_missing_class_folder_and_empty_folder_name_the_path(sample_data: Path, tmp_path: Path):
+    """A missing or empty class folder is reported with its full path."""
+    data = _copy(sample_data, tmp_path / "d")
+    shutil.rmtree(data / "validation" / "Soup")
+    with pytest.raises(DataError, match=str(data / "validation" / "Soup")):
+        check_dataset(data)
+    (data / "validation" / "Soup").mkdir()
+    with pytest.raises(DataError, match="no images in class folder"):
+        check_dataset(data)
+
+
+def test_unreadable_image_names_the_file(sample_data: Path, tmp_path: Path):
+    """A corrupt JPEG raises DataError with its path when it is loaded."""
+    data = _copy(sample_data, tmp_path / "d")
+    bad = data / "evaluation" / "Egg" / "0000.jpg"
+    bad.write_bytes(b"not a jpeg")
+    dataset = Food11Folder(data / "evaluation")
+    index = [p for p, _ in dataset.samples].index(str(bad))
+    with pytest.raises(DataError, match=str(bad)):
+        dataset[index]
+
+
+# ---- models and scenarios --------------------------------------------------
+
+
+def test_normal_model_has_the_serving_attributes_and_head():
+    """MobileNetV2 with Dropout + Linear(1280, 11), class_names and input_size set."""
+    model = build_model("normal").eval()
+    assert model.class_names == list(CLASS_NAMES) and model.input_size == IMAGE_SIZE
+    assert [type(m).__name__ for m in model.classifier] == ["Dropout", "Linear"]
+    assert model.classifier[1].in_features == 1280
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 11)
+
+
+def test_unknown_scenario_is_refused():
+    """Only the three documented scenarios exist."""
+    with pytest.raises(ValueError, match="unknown scenario"):
+        build_model("tiny")
+
+
+def test_bad_architecture_fails_at_serving_size_but_runs_at_its_own(trained_models):
+    """The flattening head only accepts twice the serving size."""
+    model = load_for_serving(trained_models["bad-architecture"])
+    assert model.input_size == 2 * IMAGE_SIZE
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, model.input_size, model.input_size)).shape == (2, 11)
+        with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+            model(torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+
+
+def test_oversized_exceeds_the_memory_limit_with_unchanged_predictions(
+    trained_models, sample_data: Path
+):
+    """Widening the trained normal model keeps its logits and outweighs SERVING_MEMORY_LIMIT."""
+    limit = parse_quantity(config.SERVING_MEMORY_LIMIT)
+    normal = load_for_serving(trained_models["normal"])
+    big = make_oversized(load_for_serving(trained_models["normal"]), limit).eval()
+    assert parameter_bytes(big) >= config.OVERSIZE_FACTOR * limit > parameter_bytes(normal)
+    assert big.class_names == normal.class_names and big.input_size == normal.input_size
+    images, _ = next(iter(DataLoader(Food11Folder(sample_data / "evaluation", eval_transform()),
+                                     batch_size=110)))
+    with torch.no_grad():
+        before, after = normal(images), big(images)
+    assert torch.equal(before.argmax(1), after.argmax(1))
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_make_oversized_needs_the_normal_head(trained_models):
+    """The bad-architecture head cannot be widened exactly; say so."""
+    with pytest.raises(ValueError, match="Linear\\(1280, 11\\)"):
+        make_oversized(load_for_serving(trained_models["bad-architecture"]), 10**6)
+
+
+def test_save_for_serving_round_trip(tmp_path: Path):
+    """model.pth reloads as the same module; versions.txt holds the version."""
+    model = build_model("normal").eval()
+    path = save_for_serving(model, tmp_path / "out", "7")
+    assert path == tmp_path / "out" / "model.pth"
+    assert (tmp_path / "out" / "versions.txt").read_text().strip() == "7"
+    loaded = load_for_serving(path)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    assert not loaded.training
+
+
+def test_load_for_serving_refuses_a_state_dict(tmp_path: Path):
+    """A file holding weights only is not a servable model."""
+    torch.save(build_model("normal").state_dict(), tmp_path / "weights.pth")
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        load_for_serving(tmp_path / "weights.pth")
+
+
+# ---- metrics and reports ---------------------------------------------------
+
+
+def test_summarize_recall_and_confusion():
+    """Per-class recall counts hits over each true class; the matrix has rows = truth."""
+    import numpy as np
+
+    truth = np.array([0, 0, 1, 1, 10])
+    preds = np.array([0, 1, 1, 1, 0])
+    out = summarize(truth, preds)
+    assert out["accuracy"] == pytest.approx(0.6)
+    assert out["recall"]["Bread"] == 0.5 and out["recall"]["Dairy product"] == 1.0
+    assert out["recall"]["Vegetable-Fruit"] == 0.0 and out["recall"]["Egg"] == 0.0
+    assert out["confusion"][0][:2] == [1, 1] and out["confusion"][10][0] == 1
+
+
+def test_parse_junit_counts_failures_errors_and_skips(tmp_path: Path):
+    """passed = total - failed - skipped; failed includes errors."""
+    report = tmp_path / "junit.xml"
+    report.write_text(
+        '<testsuites><testsuite tests="4" failures="1" errors="1" skipped="1">'
+        '<testcase classname="tests.test_a" name="ok"/>'
+        '<testcase classname="tests.test_a" name="bad"><failure message="x"/></testcase>'
+        '<testcase classname="tests.test_b" name="boom"><error message="y"/></testcase>'
+        '<testcase classname="tests.test_b" name="later"><skipped/></testcase>'
+        "</testsuite></testsuites>")
+    assert parse_junit(report) == (1, 2, 4, ["tests.test_a::bad", "tests.test_b::boom"])
+
+
+def test_reachability_check_fails_fast_on_a_closed_port():
+    """No server: MlflowUnreachable with the URI, well before MLflow's own retries."""
+    uri = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    with pytest.raises(registry.MlflowUnreachable, match=f"{uri} is unreachable"):
+        registry.check_reachable(uri)
+    assert time.monotonic() - start < 10
+
+
+def test_reachability_check_passes_on_a_live_server(mlflow_server):
+    """A real server answers /health."""
+    registry.check_reachable(mlflow_server.uri)
+    registry.check_reachable("sqlite:///nowhere/mlflow.db")  # local stores need no server

@@ -1,0 +1,153 @@
+"""Training pipeline settings: defaults here, overridden by environment variables, then flags.
+
+Every tunable number of the pipeline lives in `TrainConfig`. Each field can be set by an
+environment variable (`ENV_NAMES`) or by the matching `flow.py` flag (`--head-epochs 2`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+TRAIN_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TRAIN_DIR.parent
+# `app/food11.py` is the serving contract; make it importable when a script runs from train/.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.append(str(REPO_ROOT))
+
+from app.food11 import IMAGE_SIZE  # noqa: E402
+
+# Names shared with the rest of the repository (see CONTRIBUTING.md).
+MODEL_NAME = "GourmetGramFood11Model"
+EXPERIMENT_NAME = "gourmetgram-food11"
+DEV_ALIAS = "development"
+SCENARIOS: tuple[str, ...] = ("normal", "bad-architecture", "oversized")
+DEFAULT_VERSION_FILE = Path("/tmp/model_version")
+
+# Where MLflow lives when MLFLOW_TRACKING_URI is unset: SQLite + artifacts under the repo.
+LOCAL_MLRUNS = Path(os.environ.get("GOURMETGRAM_MLRUNS", REPO_ROOT / "mlruns"))
+
+# Memory limit of one app pod, as in k8s/gourmetgram/values.yaml (a test checks they agree).
+# The `oversized` scenario builds a model whose weights alone exceed it.
+SERVING_MEMORY_LIMIT = "1Gi"
+OVERSIZE_FACTOR = 1.25
+
+WEIGHT_CHOICES = ("auto", "imagenet", "none")
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI when set, else the local SQLite store under mlruns/."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{LOCAL_MLRUNS / 'mlflow.db'}"
+
+
+class ConfigError(ValueError):
+    """A setting holds a value the pipeline cannot use."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one pipeline run: data, training schedule and evaluation thresholds."""
+
+    data_dir: Path = REPO_ROOT / "data" / "food11-sample"
+    version_file: Path = DEFAULT_VERSION_FILE
+    # Training. Sample-set defaults: 64 px, random init, ~40 s on two CPU cores.
+    image_size: int = IMAGE_SIZE
+    weights: str = "auto"  # auto: ImageNet weights if they download, else random init
+    batch_size: int = 16
+    head_epochs: int = 1  # stage 1: only the new classifier head learns
+    finetune_epochs: int = 9  # stage 2: the whole network learns
+    head_lr: float = 1e-3
+    finetune_lr: float = 1e-3
+    num_workers: int = -1  # -1: 0 on a CPU, 4 when a GPU is present
+    seed: int = 0
+    # Evaluation (the pytest suite in train/tests/ reads these).
+    min_accuracy: float = 0.75
+    min_class_recall: float = 0.4
+    min_flip_agreement: float = 0.75
+    latency_budget_ms: float = 250.0
+    max_model_bytes: int = 2 * 1024**3  # registry storage budget, not the serving limit
+
+
+# The environment variable behind each field.
+ENV_NAMES: dict[str, str] = {
+    f.name: ("EVAL_" if f.name.startswith(("min_", "max_", "latency_")) else "TRAIN_")
+    + f.name.upper()
+    for f in dataclasses.fields(TrainConfig)
+}
+ENV_NAMES["data_dir"] = "FOOD11_DATA_DIR"
+ENV_NAMES["version_file"] = "MODEL_VERSION_FILE"
+
+
+def _convert(name: str, raw: str) -> object:
+    """Turn the text of one setting into the field's type, or raise ConfigError."""
+    default = {f.name: f.default for f in dataclasses.fields(TrainConfig)}[name]
+    try:
+        return type(default)(raw)
+    except ValueError:
+        kind = type(default).__name__
+        raise ConfigError(f"{name} must be a {kind}, got {raw!r}") from None
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Check ranges and choices; return the config unchanged or raise ConfigError."""
+    for name in ("image_size", "batch_size", "max_model_bytes"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    for name in ("head_epochs", "finetune_epochs"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{name} must not be negative, got {getattr(cfg, name)}")
+    if cfg.head_epochs + cfg.finetune_epochs < 1:
+        raise ConfigError("head_epochs + finetune_epochs must be at least 1")
+    for name in ("min_accuracy", "min_class_recall", "min_flip_agreement"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise ConfigError(f"{name} must be between 0 and 1, got {getattr(cfg, name)}")
+    if cfg.head_lr <= 0 or cfg.finetune_lr <= 0 or cfg.latency_budget_ms <= 0:
+        raise ConfigError("learning rates and the latency budget must be positive")
+    if cfg.weights not in WEIGHT_CHOICES:
+        raise ConfigError(f"weights must be one of {WEIGHT_CHOICES}, got {cfg.weights!r}")
+    return cfg
+
+
+def load_config(
+    flags: Mapping[str, str | None] | None = None, env: Mapping[str, str] | None = None
+) -> TrainConfig:
+    """Build the config: defaults, then environment variables, then flags (None = unset)."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    for name, var in ENV_NAMES.items():
+        if env.get(var, "") != "":
+            values[name] = _convert(name, env[var])
+    for name, raw in (flags or {}).items():
+        if name not in ENV_NAMES:
+            raise ConfigError(f"unknown setting {name!r}")
+        if raw is not None:
+            values[name] = _convert(name, raw)
+    return validate(TrainConfig(**values))
+
+
+def eval_env(cfg: TrainConfig) -> dict[str, str]:
+    """The environment variables that hand cfg's evaluation thresholds to the pytest suite."""
+    return {
+        ENV_NAMES[f.name]: str(getattr(cfg, f.name))
+        for f in dataclasses.fields(cfg)
+        if ENV_NAMES[f.name].startswith("EVAL_")
+    }
+
+
+_UNITS = {
+    "": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
+    "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4,
+}
+
+
+def parse_quantity(text: str) -> int:
+    """Convert a Kubernetes memory quantity such as '1Gi' or '512M' to bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kMGT]i?|)\s*", text)
+    if not match:
+        raise ConfigError(f"not a Kubernetes memory quantity: {text!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])

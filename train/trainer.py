@@ -1,0 +1,110 @@
+"""Two-stage training: the new head alone first, then the whole network (fine-tuning)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import config
+import torch
+from config import TrainConfig
+from dataset import make_loader
+from model import build_model, make_oversized, resolve_weights
+from torch import nn
+
+from app.food11 import eval_transform, train_transform
+
+EpochCallback = Callable[[dict[str, float]], None]
+
+
+def pick_device() -> torch.device:
+    """The GPU when one is present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _workers(cfg: TrainConfig, device: torch.device) -> int:
+    """Data-loading processes: cfg.num_workers, or 0 on a CPU and 4 next to a GPU."""
+    if cfg.num_workers >= 0:
+        return cfg.num_workers
+    return 4 if device.type == "cuda" else 0
+
+
+def _run_epoch(model, loader, device, optimizer=None) -> tuple[float, float]:
+    """One pass over loader; trains when an optimizer is given. Returns (loss, accuracy)."""
+    model.train(optimizer is not None)
+    loss_fn = nn.CrossEntropyLoss()
+    total_loss, correct, seen = 0.0, 0, 0
+    with torch.set_grad_enabled(optimizer is not None):
+        for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
+            logits = model(images)
+            loss = loss_fn(logits, labels)
+            if optimizer is not None:
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            total_loss += loss.item() * len(labels)
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
+    return total_loss / seen, correct / seen
+
+
+def fit(
+    model: nn.Module, data_dir: Path, cfg: TrainConfig, on_epoch: EpochCallback | None = None
+) -> nn.Module:
+    """Train model on data_dir/training, keep the weights with the best validation accuracy."""
+    torch.manual_seed(cfg.seed)
+    device = pick_device()
+    workers = _workers(cfg, device)
+    size = model.input_size
+    train_loader = make_loader(data_dir, "training", train_transform(size), cfg.batch_size,
+                               shuffle=True, workers=workers, seed=cfg.seed)
+    val_loader = make_loader(data_dir, "validation", eval_transform(size), cfg.batch_size,
+                             workers=workers)
+    model.to(device)
+    head = list(model.classifier.parameters())
+    stages = [("head", cfg.head_epochs, cfg.head_lr, head),
+              ("finetune", cfg.finetune_epochs, cfg.finetune_lr, list(model.parameters()))]
+    best_acc, best_state, epoch = -1.0, None, 0
+    for stage, epochs, lr, params in stages:
+        model.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        optimizer = torch.optim.Adam(params, lr=lr)
+        # cosine decay: big steps early, small ones to settle at the end of each stage
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
+        for _ in range(epochs):
+            epoch += 1
+            start = time.perf_counter()
+            train_loss, train_acc = _run_epoch(model, train_loader, device, optimizer)
+            val_loss, val_acc = _run_epoch(model, val_loader, device)
+            stats = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
+                     "val_loss": val_loss, "val_accuracy": val_acc,
+                     "epoch_seconds": time.perf_counter() - start}
+            print(f"epoch {epoch:2d} [{stage:8s}] train loss {train_loss:.3f} "
+                  f"acc {train_acc:.3f} | val loss {val_loss:.3f} acc {val_acc:.3f} "
+                  f"| {stats['epoch_seconds']:.1f} s on {device.type}", flush=True)
+            schedule.step()
+            if on_epoch:
+                on_epoch(stats)
+            if val_acc > best_acc:
+                best_acc, best_state = val_acc, copy.deepcopy(model.state_dict())
+    model.requires_grad_(True)
+    model.load_state_dict(best_state)
+    return model.cpu().eval()
+
+
+def train_scenario(
+    scenario: str, cfg: TrainConfig, on_epoch: EpochCallback | None = None
+) -> nn.Module:
+    """Build, train and (for oversized) widen the model of a scenario."""
+    pretrained = resolve_weights(cfg.weights)
+    model = build_model(scenario, pretrained=pretrained, image_size=cfg.image_size)
+    model.pretrained = pretrained
+    print(f"[train] {scenario} at {model.input_size} px, pretrained={pretrained}", flush=True)
+    model = fit(model, cfg.data_dir, cfg, on_epoch)
+    if scenario == "oversized":
+        model = make_oversized(model, config.parse_quantity(config.SERVING_MEMORY_LIMIT))
+    return model
