@@ -1,0 +1,90 @@
+"""Run the app under real gunicorn on loopback, for the tests and the benchmark."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from app.client import Client
+from app.config import APP_DIR
+
+REPO = APP_DIR.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalServer:
+    """`gunicorn --config app/gunicorn.conf.py app.server:app` on 127.0.0.1 and a free port."""
+
+    def __init__(self, model_path: Path, versions_file: Path, log_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        self.env = dict(
+            os.environ, PYTHONPATH=pythonpath, MODEL_PATH=str(model_path),
+            VERSIONS_FILE=str(versions_file), PORT=str(self.port), **env,
+        )
+        self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # gunicorn.conf.py makes a fresh one
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120.0) -> LocalServer:
+        """Start gunicorn and wait until /readyz answers 200; stop it and raise on failure."""
+        cmd = [sys.executable, "-m", "gunicorn", "--config", str(APP_DIR / "gunicorn.conf.py"),
+               "--bind", f"127.0.0.1:{self.port}", "app.server:app"]
+        with open(self.log_path, "wb") as log:
+            # Its own session, so that a hung master and its workers can be killed together.
+            self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        client = Client(self.url, timeout=5)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    code = self.proc.returncode
+                    raise RuntimeError(f"gunicorn exited with {code}:\n{self.log()}")
+                try:
+                    if client.get("/readyz").status == 200:
+                        return self
+                except OSError:
+                    pass
+                time.sleep(0.25)
+            raise RuntimeError(f"the app was not ready within {timeout:g} s:\n{self.log()}")
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            client.close()
+
+    def log(self) -> str:
+        """What gunicorn and the app printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int | None:
+        """Stop gunicorn gracefully (SIGTERM), killing it if it hangs; return its exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,341 @@
+"""Unit tests of every endpoint of the serving app, with a freshly trained sample model."""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import tempfile
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from flask.testing import FlaskClient
+from PIL import Image
+
+from app.config import SAMPLES_DIR, Config
+from app.food11 import CLASS_NAMES, IMAGE_SIZE, eval_transform, folder_name
+from app.images import decode_image
+from app.predictor import ModelLoadError, load_model
+from app.web import create_app
+
+VERSION = "42"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread(trained_models: dict[str, Path]) -> Iterator[None]:
+    """Run the in-process app as a gunicorn worker does: one torch thread.
+
+    On a busy 2-core machine torch's default threads make each forward pass ~7x slower.
+    (It asks for trained_models first so that training keeps torch's default threads.)
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def config(trained_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """Serve the trained normal model with a versions.txt of our own."""
+    versions = tmp_path_factory.mktemp("serve") / "versions.txt"
+    versions.write_text(f"{VERSION}\n")
+    return Config(model_path=trained_models["normal"], versions_file=versions)
+
+
+@pytest.fixture(scope="module")
+def client(config: Config) -> FlaskClient:
+    """A test client of the app serving the normal model."""
+    return create_app(config).test_client()
+
+
+def sample_bytes(class_name: str) -> bytes:
+    """The bundled sample photo of a class."""
+    return (SAMPLES_DIR / f"{folder_name(class_name)}.jpg").read_bytes()
+
+
+def post(client: FlaskClient, data: bytes, filename: str = "photo.jpg", field: str = "file"):
+    """POST bytes to /predict as a multipart file field."""
+    return client.post("/predict", data={field: (io.BytesIO(data), filename)},
+                       content_type="multipart/form-data")
+
+
+def encode(image: Image.Image, fmt: str = "PNG") -> bytes:
+    """Encode a PIL image in memory."""
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text output (0 if absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
+        if match and ",".join(sorted(match.group(1).split(","))) == want:
+            return float(match.group(2))
+    return 0.0
+
+
+def test_index_page_offers_an_accessible_upload_form(client: FlaskClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert '<html lang="en">' in html
+    assert re.search(r'<label for="file">', html) and 'id="file" name="file" type="file"' in html
+    assert 'aria-live="polite"' in html and VERSION in html
+    for asset in re.findall(r'(?:href|src)="(/static/[^"]+)"', html):
+        with client.get(asset) as reply:
+            assert reply.status_code == 200 and reply.data, asset
+    assert all(name in html for name in CLASS_NAMES)
+
+
+def test_predict_returns_a_known_class_for_every_sample(client: FlaskClient) -> None:
+    correct = 0
+    for name in CLASS_NAMES:
+        reply = post(client, sample_bytes(name))
+        assert reply.status_code == 200, reply.json
+        body = reply.json
+        assert body["prediction"] in CLASS_NAMES
+        assert 0.0 <= body["probability"] <= 1.0
+        assert body["model_version"] == VERSION
+        probs = [t["probability"] for t in body["top"]]
+        assert len(probs) == 3 and probs == sorted(probs, reverse=True)
+        assert body["top"][0] == {"class": body["prediction"], "probability": body["probability"]}
+        correct += body["prediction"] == name
+    # The model was trained on images like these: far above chance (1 in 11) unless the
+    # app's preprocessing differs from training.
+    assert correct >= 5, f"only {correct}/11 samples classified correctly"
+
+
+def test_predict_matches_the_offline_preprocessing(client: FlaskClient, config: Config) -> None:
+    data = sample_bytes("Soup")
+    model = load_model(config.model_path)
+    with torch.inference_mode():
+        batch = eval_transform(IMAGE_SIZE)(Image.open(io.BytesIO(data)).convert("RGB"))
+        expected = torch.softmax(model(batch.unsqueeze(0))[0], 0)
+    body = post(client, data).json
+    assert body["prediction"] == CLASS_NAMES[int(expected.argmax())]
+    assert body["probability"] == pytest.approx(float(expected.max()), abs=1e-5)
+
+
+def test_test_endpoint_predicts_the_bundled_sample(client: FlaskClient) -> None:
+    reply = client.get("/test")
+    assert reply.status_code == 200
+    assert reply.json["prediction"] in CLASS_NAMES
+    assert reply.json == post(client, sample_bytes(CLASS_NAMES[0])).json
+
+
+def test_version_health_and_readiness(client: FlaskClient) -> None:
+    assert client.get("/version").json == {"model_version": VERSION}
+    assert client.get("/healthz").json == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json["status"] == "ready"
+
+
+def test_version_is_404_json_without_versions_file(config: Config, tmp_path: Path) -> None:
+    app = create_app(Config(model_path=config.model_path, versions_file=tmp_path / "none.txt"))
+    reply = app.test_client().get("/version")
+    assert reply.status_code == 404
+    assert "none.txt" in reply.json["error"]
+
+
+def test_metrics_count_requests_latency_classes_and_version(client: FlaskClient) -> None:
+    before = client.get("/metrics").get_data(as_text=True)
+    predicted = post(client, sample_bytes("Rice")).json["prediction"]
+    post(client, b"not an image")
+    reply = client.get("/metrics")
+    assert reply.status_code == 200 and reply.mimetype == "text/plain"
+    after = reply.get_data(as_text=True)
+
+    def delta(name: str, **labels: str) -> float:
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
+
+    requests = "gourmetgram_http_requests_total"
+    assert delta(requests, endpoint="/predict", method="POST", status="200") == 1
+    assert delta(requests, endpoint="/predict", method="POST", status="400") == 1
+    assert delta("gourmetgram_predictions_total", food_class=predicted) == 1
+    latency = "gourmetgram_http_request_duration_seconds_count"
+    assert delta(latency, endpoint="/predict") == 2
+    assert metric_value(after, "gourmetgram_model_info", model_version=VERSION) == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        (b"", "file", "empty"),
+        (b"GIF89a this is not really an image", "file", "not an image"),
+        (b"%PDF-1.7 a document", "file", "not an image"),
+        (None, "picture", "'file'"),
+    ],
+    ids=["empty", "fake-gif", "pdf", "missing-field"],
+)
+def test_bad_uploads_get_a_clear_400(client: FlaskClient, data, field, message) -> None:
+    reply = post(client, data if data is not None else b"x", field=field)
+    assert reply.status_code == 400
+    assert message in reply.json["error"]
+
+
+def test_truncated_and_corrupt_images_get_400(client: FlaskClient) -> None:
+    jpeg = sample_bytes("Egg")
+    corrupt = bytearray(jpeg)
+    corrupt[len(jpeg) // 3: len(jpeg) // 3 + 200] = bytes(200)
+    for data in (jpeg[: len(jpeg) // 2], jpeg[:20], bytes(corrupt)[:-300]):
+        reply = post(client, data)
+        assert reply.status_code == 400, reply.json
+        assert "error" in reply.json
+
+
+def test_non_multipart_body_gets_400(client: FlaskClient) -> None:
+    reply = client.post("/predict", data=sample_bytes("Egg"), content_type="image/jpeg")
+    assert reply.status_code == 400 and "'file'" in reply.json["error"]
+
+
+def test_routing_errors_are_json(client: FlaskClient) -> None:
+    wrong_method = client.get("/predict")
+    assert wrong_method.status_code == 405 and "error" in wrong_method.json
+    assert client.put("/version").status_code == 405
+    missing = client.get("/no/such/page")
+    assert missing.status_code == 404 and missing.is_json
+
+
+def test_upload_over_the_limit_gets_413(config: Config) -> None:
+    small = Config(model_path=config.model_path, versions_file=config.versions_file,
+                   max_upload_mb=0.05)
+    client = create_app(small).test_client()
+    reply = post(client, bytes(100_000))
+    assert reply.status_code == 413
+    assert "0.05 MB" in reply.json["error"]
+    assert post(client, sample_bytes("Egg")).status_code == 200  # still serving
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height RGB pixels, followed by a little data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(bytes(4096))
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunks
+
+
+@pytest.mark.parametrize("side", [7_000, 30_000, 2**31 - 1])
+def test_decompression_bombs_are_refused_before_decoding(client: FlaskClient, side: int) -> None:
+    # 7000^2 trips the app's own limit (40 M pixels), larger ones Pillow's guard first;
+    # a 413 (not a 400 for the missing pixel data) shows the check ran before decoding.
+    reply = post(client, png_claiming(side, side))
+    assert reply.status_code == 413
+    assert "too many pixels" in reply.json["error"]
+
+
+def test_a_real_bomb_is_refused_quickly(client: FlaskClient) -> None:
+    bomb = encode(Image.new("1", (8_000, 8_000)))  # 64 M pixels in about 8 kB
+    assert len(bomb) < 100_000
+    start = time.perf_counter()
+    assert post(client, bomb).status_code == 413
+    assert time.perf_counter() - start < 1.0
+
+
+def test_pixel_limit_comes_from_config(config: Config) -> None:
+    strict = Config(model_path=config.model_path, versions_file=config.versions_file,
+                    max_image_pixels=100 * 100)
+    client = create_app(strict).test_client()
+    too_big = post(client, encode(Image.new("RGB", (101, 100))))
+    assert too_big.status_code == 413 and "101x100" in too_big.json["error"]
+    assert post(client, encode(Image.new("RGB", (100, 100)))).status_code == 200
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "1", "CMYK", "I;16", "I", "F"])
+def test_odd_image_modes_are_classified(client: FlaskClient, mode: str) -> None:
+    fmt = "TIFF" if mode in ("CMYK", "I", "F") else "PNG"
+    image = Image.open(io.BytesIO(sample_bytes("Meat"))).convert("L").convert(mode)
+    reply = post(client, encode(image, fmt))
+    assert reply.status_code == 200, reply.json
+    assert reply.json["prediction"] in CLASS_NAMES
+
+
+def test_sixteen_bit_images_are_rescaled_not_clipped() -> None:
+    ramp = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 257).astype(np.uint16)
+    image = decode_image(encode(Image.fromarray(ramp)), 10_000)
+    assert image.mode == "RGB"
+    assert np.array_equal(np.asarray(image)[..., 0], ramp // 257)
+
+
+def test_uploads_stay_in_memory(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_disk(*args, **kwargs):
+        raise AssertionError("a request wrote a temporary file")
+
+    for name in ("TemporaryFile", "NamedTemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, no_disk)
+    noise = np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)
+    big = encode(Image.fromarray(noise))  # ~1.5 MB: Werkzeug would spool it to disk
+    assert len(big) > 1_000_000
+    assert post(client, big).status_code == 200
+
+
+def _save_variant(model_path: Path, out: Path, **attributes) -> Path:
+    """Copy a served model with some attributes changed."""
+    model = torch.load(model_path, weights_only=False, map_location="cpu")
+    for key, value in attributes.items():
+        setattr(model, key, value)
+    torch.save(model, out)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("attributes", "message"),
+    [
+        ({"class_names": list(reversed(CLASS_NAMES))}, "class_names"),
+        ({"class_names": list(CLASS_NAMES[:10])}, "class_names"),
+        ({"input_size": "64"}, "input_size"),
+        ({"input_size": 0}, "input_size"),
+    ],
+    ids=["reordered-classes", "ten-classes", "size-not-int", "size-zero"],
+)
+def test_models_breaking_the_contract_refuse_to_start(
+    config: Config, tmp_path: Path, attributes: dict, message: str
+) -> None:
+    path = _save_variant(config.model_path, tmp_path / "model.pth", **attributes)
+    with pytest.raises(ModelLoadError, match=message):
+        create_app(Config(model_path=path, versions_file=config.versions_file))
+
+
+def test_model_failing_its_warm_up_refuses_to_start(
+    trained_models: dict[str, Path], tmp_path: Path
+) -> None:
+    # The bad-architecture head only accepts its own 2x input size; declare the serving size.
+    path = _save_variant(trained_models["bad-architecture"], tmp_path / "model.pth",
+                         input_size=IMAGE_SIZE)
+    with pytest.raises(ModelLoadError, match="warm-up inference failed"):
+        create_app(Config(model_path=path))
+
+
+def test_missing_or_non_model_file_refuses_to_start(config: Config, tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        create_app(Config(model_path=tmp_path / "absent.pth"))
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "dict.pth")
+    with pytest.raises(ModelLoadError, match="not a torch.nn.Module"):
+        create_app(Config(model_path=tmp_path / "dict.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"not a pickle")
+    with pytest.raises(ModelLoadError, match="cannot load"):
+        create_app(Config(model_path=tmp_path / "junk.pth"))
+
+
+def test_bad_architecture_model_is_ready_but_fails_requests_with_json_500(
+    trained_models: dict[str, Path], config: Config
+) -> None:
+    bad = create_app(Config(model_path=trained_models["bad-architecture"],
+                            versions_file=config.versions_file)).test_client()
+    assert bad.get("/readyz").status_code == 200  # warm-up at its own (2x) input size works
+    for reply in (post(bad, sample_bytes("Bread")), bad.get("/test")):
+        assert reply.status_code == 500
+        assert "model could not classify" in reply.json["error"]
+    assert post(bad, b"junk").status_code == 400  # client errors are still the client's
+    assert bad.get("/healthz").status_code == 200
