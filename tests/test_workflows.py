@@ -1,0 +1,345 @@
+"""The Argo objects in workflows/: schema, references, locks, images and the lab's shape."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import config
+import lifecycle
+import ops
+import pytest
+import yaml
+
+from workflows import validate
+
+REPO = Path(__file__).resolve().parent.parent
+WORKFLOWS = REPO / "workflows"
+TEMPLATES = {"train-model", "build-container-image", "deploy-container-image", "test-staging",
+             "promote-model", "rollback", "gourmetgram-ops"}
+DOCS = list(validate.documents(WORKFLOWS))
+
+
+def by_kind(kind: str) -> dict[str, dict]:
+    """The documents of one kind, by name."""
+    return {d["metadata"]["name"]: d for _, d in DOCS if d.get("kind") == kind}
+
+
+def template(wft: str, name: str) -> dict:
+    """One template of a WorkflowTemplate."""
+    spec = by_kind("WorkflowTemplate")[wft]["spec"]
+    return next(t for t in spec["templates"] if t["name"] == name)
+
+
+def wf_param(wft: str, name: str) -> dict:
+    """One workflow argument of a WorkflowTemplate."""
+    params = by_kind("WorkflowTemplate")[wft]["spec"]["arguments"]["parameters"]
+    return next(p for p in params if p["name"] == name)
+
+
+def versions() -> dict:
+    """versions.yml, the file that pins the platform and the training image tag."""
+    return yaml.safe_load((REPO / "versions.yml").read_text())
+
+
+# ---- schema, references, locks ---------------------------------------------------------
+
+@pytest.mark.parametrize("label,doc", DOCS, ids=[label for label, _ in DOCS])
+def test_document_matches_its_schema(label: str, doc: dict) -> None:
+    assert validate.schema_problems(doc) == []
+
+
+def test_references_and_parameters_resolve() -> None:
+    assert validate.reference_problems(DOCS) == []
+
+
+def test_alias_moves_hold_the_mutex() -> None:
+    assert validate.mutex_problems(DOCS) == []
+
+
+def test_command_line_checker_passes() -> None:
+    result = subprocess.run([sys.executable, str(WORKFLOWS / "validate.py")],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def mutated(name: str, change) -> list[tuple[str, dict]]:
+    """DOCS with one WorkflowTemplate changed in a copy."""
+    docs = copy.deepcopy(DOCS)
+    for _, doc in docs:
+        if doc.get("kind") == "WorkflowTemplate" and doc["metadata"]["name"] == name:
+            change(doc)
+    return docs
+
+
+def steps_of(doc: dict, name: str) -> list[dict]:
+    """The steps of a template, flattened."""
+    t = next(t for t in doc["spec"]["templates"] if t["name"] == name)
+    return [s for group in t["steps"] for s in group]
+
+
+# Each mistake below must be caught: the checks above would otherwise prove nothing.
+def test_schema_check_catches_a_misspelled_key() -> None:
+    doc = copy.deepcopy(by_kind("WorkflowTemplate")["train-model"])
+    doc["spec"]["templates"][1]["podSpecPach"] = doc["spec"]["templates"][1].pop("podSpecPatch")
+    assert "unknown field .spec.templates[1].podSpecPach" in validate.schema_problems(doc)
+
+
+def test_schema_check_catches_a_wrong_type() -> None:
+    doc = copy.deepcopy(by_kind("CronWorkflow")["cron-train"])
+    doc["spec"]["schedules"] = {"weekly": "0 3 * * 1"}
+    assert validate.schema_problems(doc)
+
+
+def test_schema_check_catches_the_removed_schedule_field() -> None:
+    doc = copy.deepcopy(by_kind("CronWorkflow")["cron-train"])
+    doc["spec"]["schedule"] = doc["spec"].pop("schedules")[0]
+    assert "spec.schedules: Field required" in validate.schema_problems(doc)
+
+
+def test_schema_check_catches_a_typo_in_an_embedded_workflow() -> None:
+    doc = copy.deepcopy(by_kind("WorkflowTemplate")["train-model"])
+    start = next(t for t in doc["spec"]["templates"] if t["name"] == "start-build")
+    start["resource"]["manifest"] = start["resource"]["manifest"].replace(
+        "workflowTemplateRef", "workflowTemplateRefs")
+    assert any("unknown field .spec.workflowTemplateRefs" in p
+               for p in validate.schema_problems(doc))
+
+
+def test_schema_check_catches_event_mistakes() -> None:
+    source = copy.deepcopy(by_kind("EventSource")["gourmetgram-push"])
+    source["spec"]["webhook"]["push"]["endpiont"] = "/x"
+    assert any("endpiont" in p for p in validate.schema_problems(source))
+    sensor = copy.deepcopy(by_kind("Sensor")["gourmetgram-train-on-push"])
+    sensor["spec"]["dependencies"][0]["eventSource"] = "x"
+    assert any("eventSource" in p for p in validate.schema_problems(sensor))
+    bus = copy.deepcopy(by_kind("EventBus")["default"])
+    bus["spec"]["jetstream"]["version"] = "latest"
+    assert validate.schema_problems(bus)
+
+
+def test_reference_check_catches_a_missing_template() -> None:
+    def change(doc: dict) -> None:
+        steps_of(doc, "main")[1]["templateRef"]["template"] = "deploy-it"
+    problems = validate.reference_problems(mutated("build-container-image", change))
+    assert any("template 'deploy-it' does not exist in deploy-container-image" in p
+               for p in problems)
+
+
+def test_reference_check_catches_an_undeclared_input() -> None:
+    def change(doc: dict) -> None:
+        t = next(t for t in doc["spec"]["templates"] if t["name"] == "staging-suite")
+        t["container"]["command"][-1] = "{{inputs.parameters.model-version}}"
+    problems = validate.reference_problems(mutated("test-staging", change))
+    assert any("inputs.parameters.model-version" in p for p in problems)
+
+
+def test_reference_check_catches_a_wrong_output_and_order() -> None:
+    def change(doc: dict) -> None:
+        steps = steps_of(doc, "main")
+        steps[0]["when"] = "'{{steps.train.outputs.parameters.version}}' != ''"
+    problems = validate.reference_problems(mutated("train-model", change))
+    assert any("has no output parameter 'version'" in p for p in problems)
+    assert any("reads train before it ran" in p for p in problems)
+
+
+def test_reference_check_catches_unpassed_and_unknown_arguments() -> None:
+    def change(doc: dict) -> None:
+        params = steps_of(doc, "main")[1]["arguments"]["parameters"]
+        params[:] = [p for p in params if p["name"] != "tag"] + [{"name": "tags", "value": "x"}]
+    problems = validate.reference_problems(mutated("build-container-image", change))
+    assert any("does not pass required input 'tag'" in p for p in problems)
+    assert any("passes 'tags'" in p for p in problems)
+
+
+def test_reference_check_catches_a_cron_or_sensor_pointing_nowhere() -> None:
+    docs = copy.deepcopy(DOCS)
+    for _, doc in docs:
+        if doc["kind"] == "CronWorkflow":
+            doc["spec"]["workflowSpec"]["workflowTemplateRef"]["name"] = "train"
+        if doc["kind"] == "Sensor":
+            resource = doc["spec"]["triggers"][0]["template"]["k8s"]["source"]["resource"]
+            resource["spec"]["arguments"]["parameters"].append({"name": "epochs", "value": "3"})
+    problems = validate.reference_problems(docs)
+    assert any("workflowTemplateRef to missing WorkflowTemplate 'train'" in p for p in problems)
+    assert any("passes 'epochs', which train-model does not declare" in p for p in problems)
+
+
+def test_reference_check_catches_workflow_parameters_in_a_shared_template() -> None:
+    def change(doc: dict) -> None:
+        step = steps_of(doc, "deploy")[0]
+        step["arguments"]["parameters"][0]["value"] = "deploy {{workflow.parameters.environment}}"
+    problems = validate.reference_problems(mutated("deploy-container-image", change))
+    assert any("must not read workflow.parameters.environment" in p for p in problems)
+
+
+def test_reference_check_catches_an_expression_cut_short() -> None:
+    def change(doc: dict) -> None:
+        t = next(t for t in doc["spec"]["templates"] if t["name"] == "train")
+        t["podSpecPatch"] = t["podSpecPatch"].replace('"1"} } }', '"1"}}}')
+    assert any("expression ends early" in p
+               for p in validate.reference_problems(mutated("train-model", change)))
+
+
+def test_mutex_check_catches_a_missing_lock_and_a_deadlock() -> None:
+    def drop(doc: dict) -> None:
+        del doc["spec"]["synchronization"]
+    assert validate.mutex_problems(mutated("rollback", drop)) == [
+        f"rollback moves model aliases but does not hold the mutex {validate.MUTEX}"]
+
+    def nest(doc: dict) -> None:
+        doc["spec"]["templates"][0]["synchronization"] = {"mutexes": [{"name": validate.MUTEX}]}
+    assert any("at workflow level only" in p
+               for p in validate.mutex_problems(mutated("deploy-container-image", nest)))
+
+
+# ---- the shape of the lab ----------------------------------------------------------------
+
+def test_every_template_of_the_lab_is_there() -> None:
+    assert set(by_kind("WorkflowTemplate")) == TEMPLATES
+    assert set(by_kind("CronWorkflow")) == {"cron-train"}
+    for doc in [*by_kind("WorkflowTemplate").values(), *by_kind("CronWorkflow").values()]:
+        spec = doc["spec"].get("workflowSpec", doc["spec"])
+        assert spec["serviceAccountName"] == "argo-workflow", doc["metadata"]["name"]
+
+
+def test_train_model_parameters() -> None:
+    assert wf_param("train-model", "scenario")["enum"] == list(config.SCENARIOS)
+    assert wf_param("train-model", "gpu")["enum"] == ["false", "true"]
+    train = template("train-model", "train")
+    assert train["container"]["command"] == ["python", "flow.py", "{{inputs.parameters.scenario}}"]
+    out = train["outputs"]["parameters"][0]
+    assert out["valueFrom"]["path"] == str(config.DEFAULT_VERSION_FILE)
+    when = [s for g in template("train-model", "main")["steps"] for s in g][1]["when"]
+    assert when == "'{{steps.train.outputs.parameters.model-version}}' != ''"
+
+
+def test_gpu_patch_targets_the_gpu_node_only_when_asked() -> None:
+    gpu, cpu = validate.pod_spec_patches(template("train-model", "train"))
+    assert gpu["nodeSelector"] == {"gourmetgram.io/gpu": "true"}
+    assert gpu["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert cpu == {}
+    assert "inputs.parameters.gpu == 'true'" in template("train-model", "train")["podSpecPatch"]
+
+
+def test_cron_train_schedules_one_run_at_a_time() -> None:
+    spec = by_kind("CronWorkflow")["cron-train"]["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["schedules"] and all(len(s.split()) == 5 for s in spec["schedules"])
+    assert spec["workflowSpec"]["workflowTemplateRef"] == {"name": "train-model"}
+
+
+def test_promotion_paths_match_the_lifecycle_rules() -> None:
+    sources = wf_param("promote-model", "source-environment")["enum"]
+    targets = wf_param("promote-model", "target-environment")["enum"]
+    assert sources == list(lifecycle.PROMOTIONS)
+    assert targets == list(lifecycle.PROMOTIONS.values())
+    assert wf_param("rollback", "environment")["enum"] == list(lifecycle.ENVIRONMENTS)
+    assert wf_param("deploy-container-image", "environment")["enum"] == list(
+        lifecycle.ENVIRONMENTS)
+
+
+def test_staging_alias_moves_only_after_deploy_and_before_tests() -> None:
+    names = [s["name"] for g in template("build-container-image", "main")["steps"] for s in g]
+    assert names == ["build", "deploy", "test"]
+    deploy = [s for g in template("deploy-container-image", "deploy")["steps"] for s in g]
+    args = [s["arguments"]["parameters"][0]["value"].split()[0] for s in deploy]
+    assert args == ["deploy", "record-deploy"]
+    test = [s for g in template("test-staging", "test")["steps"] for s in g]
+    assert [s["name"] for s in test] == ["staging-suite", "approve"]
+
+
+# A plausible value for each ops.py option, to stand in for {{...}} in the YAML.
+SAMPLE_VALUES = {"--env": "staging", "--source": "staging", "--target": "canary",
+                 "--version": "3", "--tag": "staging-3", "--timeout": "300", "--out": "/model"}
+
+
+def ops_calls() -> list[list[str]]:
+    """The ops.py command lines of the workflows, with sample values for the parameters."""
+    lines = []
+    for _, doc in DOCS:
+        for t in doc.get("spec", {}).get("templates") or []:
+            for step in validate.calls(t):
+                if (step.get("templateRef") or {}).get("name") == "gourmetgram-ops":
+                    lines.append(step["arguments"]["parameters"][0]["value"].split())
+            for init in t.get("initContainers") or []:
+                if init["command"][:2] == ["python", "ops.py"]:
+                    lines.append(init["command"][2:])
+    for words in lines:
+        for i, word in enumerate(words):
+            if "{{" in word:
+                words[i] = SAMPLE_VALUES[words[i - 1]]
+    return lines
+
+
+def test_every_ops_call_parses_with_the_real_command_line() -> None:
+    calls = ops_calls()
+    assert {c[0] for c in calls} >= {"deploy", "record-deploy", "approve", "check-promotion",
+                                     "rollback-target", "record-rollback", "download"}
+    for words in calls:
+        args = ops.parser().parse_args(words)
+        assert args.func.__name__ == "cmd_" + words[0].replace("-", "_")
+    assert {"set-alias", "record-deploy", "record-rollback"} == set(validate.ALIAS_COMMANDS)
+
+
+# ---- images --------------------------------------------------------------------------------
+
+def images() -> list[str]:
+    """Every image named by a container, init container or script of a template."""
+    found = []
+    for _, doc in DOCS:
+        for t in doc.get("spec", {}).get("templates") or []:
+            for c in [t.get("container"), t.get("script"), *(t.get("initContainers") or [])]:
+                if c:
+                    found.append(c["image"])
+    return found
+
+
+def test_every_image_is_pinned_and_known() -> None:
+    pins = versions()
+    train = f"{{{{inputs.parameters.registry}}}}/gourmetgram-train:{pins['train_image_tag']}"
+    app = "{{inputs.parameters.registry}}/gourmetgram-app:"
+    for image in images():
+        name, _, tag = image.rpartition(":")
+        assert name and tag and tag != "latest", image
+        assert image in (train, pins["buildkit_image"], pins["crane_image"]) or (
+            image.startswith(app)), image
+    assert pins["buildkit_image"].endswith("-rootless")
+    assert {train, pins["buildkit_image"], pins["crane_image"]} <= set(images())
+
+
+def test_app_images_follow_the_env_version_pattern() -> None:
+    build = template("build-container-image", "build")["container"]["env"]
+    image = next(e["value"] for e in build if e["name"] == "IMAGE")
+    assert image == ("{{inputs.parameters.registry}}/gourmetgram-app:"
+                     "staging-{{inputs.parameters.version}}")
+    suite = template("test-staging", "staging-suite")["container"]["image"]
+    assert suite.endswith("gourmetgram-app:staging-{{inputs.parameters.version}}")
+    retag = template("promote-model", "retag")["container"]["args"]
+    assert retag[-2].endswith("/gourmetgram-app:{{inputs.parameters.from}}")
+
+
+# ---- linters --------------------------------------------------------------------------------
+
+def test_yaml_passes_yamllint() -> None:
+    files = sorted(str(p) for p in WORKFLOWS.rglob("*.yaml"))
+    config_file = REPO / ".yamllint"
+    cfg = ["-c", str(config_file)] if config_file.exists() else [
+        "-d", "{extends: default, rules: {line-length: {max: 120}}}"]
+    result = subprocess.run([sys.executable, "-m", "yamllint", "-s", *cfg, *files],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_event_rbac_passes_kubernetes_schema() -> None:
+    k8s_kinds = [d for _, d in DOCS if d.get("apiVersion", "").startswith(
+        ("v1", "rbac.authorization.k8s.io"))]
+    assert {d["kind"] for d in k8s_kinds} == {"ServiceAccount", "Role", "RoleBinding"}
+    minor = versions()["kubernetes_minor"]
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "kubernetes-validate"), "--strict",
+         "--kubernetes-version", minor, str(WORKFLOWS / "events" / "rbac.yaml")],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

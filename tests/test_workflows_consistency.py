@@ -1,0 +1,126 @@
+"""The workflows agree with the rest of the repository: settings, charts, Argo CD, RBAC, images.
+
+(Service names and the MLflow address in workflows/ are checked by test_consistency_k8s.py.)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import rollout
+import yaml
+
+from tests.k8s_render import ENVIRONMENTS, application, load_yaml
+from workflows import validate
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = list(validate.documents(REPO / "workflows"))
+CONFIGMAP = "gourmetgram-config"
+
+
+def config_map_refs() -> set[tuple[str, str]]:
+    """(ConfigMap, key) pairs the workflows read, through Argo parameters or pod env."""
+    refs = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            ref = node.get("configMapKeyRef")
+            if ref:
+                refs.add((ref["name"], ref["key"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for _, doc in DOCS:
+        walk(doc)
+    return refs
+
+
+def written_config_map() -> dict:
+    """The gourmetgram-config ConfigMap that the post_k8s playbook writes."""
+    play = load_yaml(REPO / "ansible" / "post_k8s" / "post_k8s_configure.yml")
+    for task in (t for p in play for t in p.get("tasks", [])):
+        definition = (task.get("kubernetes.core.k8s") or {}).get("definition") or {}
+        if definition.get("kind") == "ConfigMap" and definition["metadata"]["name"] == CONFIGMAP:
+            return definition
+    raise AssertionError(f"post_k8s_configure.yml does not write the ConfigMap {CONFIGMAP}")
+
+
+def test_workflows_read_only_keys_the_playbook_writes() -> None:
+    cm = written_config_map()
+    assert cm["metadata"]["namespace"] == "argo"
+    refs = config_map_refs()
+    assert {name for name, _ in refs} == {CONFIGMAP}
+    assert {key for _, key in refs} == set(cm["data"]) == {
+        "registry", "mlflow-uri", "repo-url", "repo-revision"}
+
+
+def test_the_build_pushes_where_the_chart_pulls_from() -> None:
+    group_vars = load_yaml(REPO / "ansible" / "group_vars" / "all.yml")
+    kind_inventory = (REPO / "ansible" / "inventory-kind.yml").read_text()
+    kind_registry = re.search(r"cluster_registry:\s*(\S+)", kind_inventory).group(1)
+    chart = REPO / "k8s" / "gourmetgram"
+    cloud_repo = load_yaml(chart / "values.yaml")["image"]["repository"]
+    kind_repo = load_yaml(chart / "values-kind.yaml")["image"]["repository"]
+    # The workflows name the app image {{registry}}/gourmetgram-app:<tag>.
+    assert cloud_repo == f"{group_vars['cluster_registry']}/gourmetgram-app"
+    assert kind_repo == f"{kind_registry}/gourmetgram-app"
+
+
+def test_rollout_finds_and_patches_each_environment_application() -> None:
+    for env in ENVIRONMENTS:
+        app = application(env)
+        assert app["metadata"]["name"] == rollout.app_name(env)
+        assert app["metadata"]["namespace"] == rollout.ARGOCD_NAMESPACE
+        values = load_yaml(REPO / "k8s" / "gourmetgram" / f"values-{env}.yaml")
+        assert rollout.image_tag(app) == values["image"]["tag"]
+        patch = rollout.tag_patch(app, f"{env}-7", "r")
+        before = [p for p in app["spec"]["source"]["helm"]["parameters"]
+                  if p["name"] != rollout.TAG_PARAMETER]
+        after = patch["spec"]["source"]["helm"]["parameters"]
+        assert after == [*before, {"name": rollout.TAG_PARAMETER, "value": f"{env}-7"}]
+
+
+def rbac_rules(namespace: str, subject: str) -> list[dict]:
+    """Rules that Roles in a namespace grant to a service account, in workflow-rbac.yaml."""
+    path = REPO / "ansible" / "post_k8s" / "manifests" / "workflow-rbac.yaml"
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    roles = {d["metadata"]["name"]: d for d in docs
+             if d["kind"] == "Role" and d["metadata"]["namespace"] == namespace}
+    rules = []
+    for binding in (d for d in docs if d["kind"] == "RoleBinding"):
+        if binding["metadata"]["namespace"] == namespace and any(
+                s["name"] == subject for s in binding["subjects"]):
+            rules += roles[binding["roleRef"]["name"]]["rules"]
+    return rules
+
+
+def allowed(rules: list[dict], group: str, resource: str, verb: str) -> bool:
+    """Whether any rule grants verb on resource."""
+    return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
+               for r in rules)
+
+
+def test_workflow_service_account_may_do_what_the_steps_do() -> None:
+    argocd = rbac_rules(rollout.ARGOCD_NAMESPACE, "argo-workflow")
+    assert allowed(argocd, "argoproj.io", "applications", "get")  # rollout.wait
+    assert allowed(argocd, "argoproj.io", "applications", "patch")  # rollout.set_tag
+    argo = rbac_rules("argo", "argo-workflow")
+    assert allowed(argo, "argoproj.io", "workflows", "create")  # train-model starts the build
+    assert allowed(argo, "argoproj.io", "workflowtaskresults", "create")  # step outputs
+
+
+def test_the_images_run_the_commands_the_workflows_give_them() -> None:
+    train_docker = (REPO / "train" / "Dockerfile").read_text()
+    workdir = re.findall(r"^WORKDIR\s+(\S+)", train_docker, re.M)
+    assert workdir and workdir[-1].rstrip("/").endswith("/train"), workdir
+    assert (REPO / "train" / "flow.py").is_file() and (REPO / "train" / "ops.py").is_file()
+    app_docker = (REPO / "app" / "Dockerfile").read_text()
+    for name in ("model.pth", "versions.txt"):
+        assert re.search(rf"^COPY\b.*\b{re.escape(name)}\b", app_docker, re.M), name
+    from app.staging_tests import parse_args
+    args = parse_args(["--url", "http://x:8081", "--expect-version", "3"])
+    assert (args.url, str(args.expect_version)) == ("http://x:8081", "3")
