@@ -102,6 +102,24 @@ def test_ansible_lint_production_profile_is_clean() -> None:
     assert "Profile 'production' was required, and it passed" in output, output
 
 
+# Jinja resolves `item.keys` to the dict's keys() method before the key "keys", so a field
+# named like a dict method silently becomes a method object (and the task fails far away).
+DICT_METHODS = ("keys", "values", "items", "get", "update", "pop", "copy", "clear")
+
+
+def test_no_variable_field_is_named_like_a_dict_method() -> None:
+    pattern = re.compile(r"\b[a-z_][a-z0-9_]*\.(%s)\b(?!\s*\()" % "|".join(DICT_METHODS))
+    found = []
+    for path in sorted(ANSIBLE.rglob("*.yml")):
+        if "kubespray" in path.parts:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for expr in re.findall(r"{{(.*?)}}", line):
+                if pattern.search(expr):
+                    found.append(f"{path.relative_to(REPO)}:{number}: {expr.strip()}")
+    assert not found, "use item['name'] or another field name:\n" + "\n".join(found)
+
+
 def inventory(path: Path) -> dict[str, Any]:
     """What ansible-inventory makes of an inventory file."""
     result = run(BIN / "ansible-inventory", "-i", path, "--list")
