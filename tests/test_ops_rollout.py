@@ -51,6 +51,7 @@ class FakeArgoCD:
         self.behaviour = behaviour or {}
         self.patches: list[dict] = []
         self.reads = 0
+        self.clock = 0
         self._settle(self._live_tag())
         self.app["status"]["health"] = {"status": "Healthy"}
 
@@ -85,6 +86,11 @@ class FakeArgoCD:
     def _step(self) -> None:
         status = self.app["status"]
         op_state = status.get("operationState") or {}
+        self.clock += 1
+        now = f"2026-12-01T00:{self.clock // 60:02d}:{self.clock % 60:02d}Z"
+        if op_state.get("phase") != "Running":
+            # A sync that finishes in this step is assessed (reconciled) only in the next.
+            status["reconciledAt"] = now
         if "operation" in self.app:
             status["operationState"] = {"operation": self.app.pop("operation"), "phase": "Running"}
         elif op_state.get("phase") == "Running":
@@ -92,7 +98,7 @@ class FakeArgoCD:
             if self.behaviour.get(tag) == "sync-error":
                 op_state.update(phase="Failed", message="one or more objects failed to apply")
             else:
-                op_state["phase"] = "Succeeded"
+                op_state.update(phase="Succeeded", finishedAt=now)
                 self._settle(tag)
         elif status["health"]["status"] == "Progressing":
             self.progress += 1
@@ -129,11 +135,38 @@ def test_healthy_rollout_sets_the_tag_and_keeps_other_parameters() -> None:
     fake = FakeArgoCD()
     previous, _ = deploy(fake, "staging-2")
     assert previous == "staging-1"
-    assert fake.app["spec"]["source"]["helm"]["parameters"] == [
-        NODE_IP, {"name": "image.tag", "value": "staging-2"}]
-    assert fake.app["status"]["health"]["status"] == "Healthy"
     (patch,) = fake.patches
+    request = patch["operation"]["info"][0]["value"]
+    assert fake.app["spec"]["source"]["helm"]["parameters"] == [
+        NODE_IP, {"name": "image.tag", "value": "staging-2"},
+        {"name": "rolloutId", "value": request}]
+    assert fake.app["status"]["health"]["status"] == "Healthy"
     assert patch["operation"]["sync"] == {"syncStrategy": {"hook": {}}}
+
+
+def test_a_stale_degraded_status_of_the_same_tag_is_redeployed() -> None:
+    # The first deploy: the Application waited, Degraded, for an image that did not exist
+    # yet; the tag does not change, but the fresh rolloutId makes new pods that pull it.
+    fake = FakeArgoCD(tag="staging-1")
+    fake.app["status"]["health"] = {"status": "Degraded",
+                                    "message": "Deployment has exceeded its progress deadline"}
+    previous, _ = deploy(fake, "staging-1")
+    assert previous == "staging-1"
+    assert fake.app["status"]["health"]["status"] == "Healthy"
+    assert len(fake.patches) == 1
+
+
+def test_health_is_not_trusted_before_argo_cd_assessed_the_sync() -> None:
+    fake = FakeArgoCD()
+    request = "staging-2/test"
+    fake.patch("gourmetgram-staging", rollout.tag_patch(fake.app, "staging-2", request))
+    fake.app["status"].update(
+        operationState={"phase": "Succeeded", "finishedAt": "2026-12-01T00:00:09Z",
+                         "operation": fake.app.pop("operation")},
+        reconciledAt="2026-12-01T00:00:08Z",
+        health={"status": "Degraded", "message": "left from before"})
+    verdict, why = rollout.state(fake.app, "staging-2", request)
+    assert verdict == "waiting" and "not assessed" in why
 
 
 def test_the_old_healthy_status_is_not_mistaken_for_the_new_tag() -> None:
@@ -142,6 +175,11 @@ def test_the_old_healthy_status_is_not_mistaken_for_the_new_tag() -> None:
     fake.patch("gourmetgram-staging", rollout.tag_patch(fake.app, "staging-2", request))
     # Right after the patch the status still says Healthy + Synced, for staging-1.
     fake.app["status"]["sync"]["status"] = "Synced"
+    verdict, why = rollout.state(fake.app, "staging-2", request)
+    assert verdict == "waiting" and "not started the sync" in why
+    # Even once the sync is reported done, the compared source must carry the new tag.
+    fake.app["status"]["operationState"] = {"phase": "Succeeded",
+                                            "operation": fake.app.pop("operation")}
     verdict, why = rollout.state(fake.app, "staging-2", request)
     assert verdict == "waiting" and "not applied tag staging-2" in why
 
@@ -194,7 +232,8 @@ def test_without_a_tag_parameter_the_restore_removes_the_override() -> None:
     fake = FakeArgoCD(tag=None, behaviour={"staging-2": "stuck"})
     with pytest.raises(rollout.RolloutFailed, match="restored the chart's default tag"):
         deploy(fake, "staging-2", timeout=10)
-    assert fake.app["spec"]["source"]["helm"]["parameters"] == [NODE_IP]
+    kept = fake.app["spec"]["source"]["helm"]["parameters"]
+    assert [p for p in kept if p["name"] != "rolloutId"] == [NODE_IP]
     assert fake.app["status"]["summary"]["images"][0].endswith(":staging-default")
 
 

@@ -79,9 +79,13 @@ def test_rollout_finds_and_patches_each_environment_application() -> None:
         assert rollout.image_tag(app) == values["image"]["tag"]
         patch = rollout.tag_patch(app, f"{env}-7", "r")
         before = [p for p in app["spec"]["source"]["helm"]["parameters"]
-                  if p["name"] != rollout.TAG_PARAMETER]
+                  if p["name"] not in (rollout.TAG_PARAMETER, rollout.ROLLOUT_PARAMETER)]
         after = patch["spec"]["source"]["helm"]["parameters"]
-        assert after == [*before, {"name": rollout.TAG_PARAMETER, "value": f"{env}-7"}]
+        assert after == [*before, {"name": rollout.TAG_PARAMETER, "value": f"{env}-7"},
+                         {"name": rollout.ROLLOUT_PARAMETER, "value": "r"}]
+    # The chart takes the rollout id as a value of its own (a pod annotation).
+    defaults = load_yaml(REPO / "k8s" / "gourmetgram" / "values.yaml")
+    assert rollout.ROLLOUT_PARAMETER in defaults
 
 
 def rbac_rules(namespace: str, subject: str) -> list[dict]:

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Protocol
 
 TAG_PARAMETER = "image.tag"
+# A fresh value on every deploy: a pod annotation in the chart, so each deploy rolls out new
+# pods and health describes them, not pods left from an earlier, failed attempt.
+ROLLOUT_PARAMETER = "rolloutId"
 ARGOCD_NAMESPACE = "argocd"
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # Marks the sync operations this module starts, so a failure is blamed on the right one.
@@ -71,10 +74,11 @@ def tag_patch(app: dict, tag: str | None, request: str) -> dict:
     """A merge patch that sets (or, for None, removes) the tag and asks Argo CD to sync."""
     params = [
         p for p in _helm(app["spec"]["source"]).get("parameters") or []
-        if p.get("name") != TAG_PARAMETER
+        if p.get("name") not in (TAG_PARAMETER, ROLLOUT_PARAMETER)
     ]
     if tag is not None:
         params.append({"name": TAG_PARAMETER, "value": tag})
+    params.append({"name": ROLLOUT_PARAMETER, "value": request})
     return {
         # A merge patch replaces lists whole, so the other parameters are sent back unchanged.
         "spec": {"source": {"helm": {"parameters": params}}},
@@ -93,12 +97,22 @@ def _ours(status: dict, request: str) -> bool:
 
 
 def state(app: dict, tag: str | None, request: str) -> tuple[str, str]:
-    """Classify the Application as ('ready'|'waiting'|'failed', why)."""
+    """Classify the Application as ('ready'|'waiting'|'failed', why).
+
+    Health counts only once this request's sync has finished and Argo CD has assessed the
+    Application again after it: until then the status may describe the pods of before.
+    """
     status = app.get("status") or {}
     op = status.get("operationState") or {}
     phase = op.get("phase", "")
-    if _ours(status, request) and phase in ("Failed", "Error"):
+    if "operation" in app or not _ours(status, request):
+        return "waiting", "Argo CD has not started the sync yet"
+    if phase in ("Failed", "Error"):
         return "failed", f"sync {phase.lower()}: {op.get('message', 'no message')}"
+    if phase != "Succeeded":
+        return "waiting", "a sync operation is still running"
+    if status.get("reconciledAt", "") < op.get("finishedAt", ""):
+        return "waiting", "Argo CD has not assessed the synced application yet"
     health = (status.get("health") or {}).get("status", "Unknown")
     sync = status.get("sync") or {}
     compared = _tag_in(_helm((sync.get("comparedTo") or {}).get("source")).get("parameters") or [])
@@ -109,8 +123,6 @@ def state(app: dict, tag: str | None, request: str) -> tuple[str, str]:
     if health == "Degraded":
         message = (status.get("health") or {}).get("message", "")
         return "failed", f"application is Degraded {message}".strip()
-    if "operation" in app or phase in ("Running", "Terminating"):
-        return "waiting", "a sync operation is still running"
     if health == "Healthy" and sync.get("status") == "Synced":
         return "ready", "Healthy and Synced"
     return "waiting", f"health {health}, sync {sync.get('status', 'Unknown')}"
