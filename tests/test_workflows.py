@@ -17,8 +17,9 @@ from workflows import validate
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"
-TEMPLATES = {"train-model", "build-container-image", "deploy-container-image", "test-staging",
-             "promote-model", "rollback", "gourmetgram-ops"}
+TEMPLATES = {"build-train-image", "train-model", "build-container-image",
+             "deploy-container-image", "test-staging", "promote-model", "rollback",
+             "gourmetgram-ops"}
 DOCS = list(validate.documents(WORKFLOWS))
 
 
