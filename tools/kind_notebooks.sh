@@ -30,7 +30,8 @@ cleanup() {
 
 step "Installing kind, kubectl and the argo CLI (versions from versions.yml)"
 curl -fsSLo "$bin/kind" "https://kind.sigs.k8s.io/dl/$(version kind_version)/kind-linux-amd64"
-curl -fsSLo "$bin/kubectl" "https://dl.k8s.io/release/$(version kubernetes_version)/bin/linux/amd64/kubectl"
+# versions.yml keeps the Kubernetes version as Kubespray wants it, without the "v".
+curl -fsSLo "$bin/kubectl" "https://dl.k8s.io/release/v$(version kubernetes_version)/bin/linux/amd64/kubectl"
 curl -fsSL "https://github.com/argoproj/argo-workflows/releases/download/$(version argo_workflows_version)/argo-linux-amd64.gz" |
   gunzip >"$bin/argo"
 chmod +x "$bin/kind" "$bin/kubectl" "$bin/argo"
@@ -39,19 +40,18 @@ trap cleanup EXIT
 step "Creating the cluster and its registry"
 k8s/kind/create-cluster.sh
 
-step "Building the training image and pushing it to the kind registry"
-train_image="localhost:5001/gourmetgram-train:$(version train_image_tag)"
-docker build --file train/Dockerfile --tag "$train_image" .
-docker push "$train_image"
-
 step "Installing Argo CD, Argo Workflows and Argo Events with the lab's playbook"
-ansible-playbook -i ansible/inventory-kind.yml ansible/post_k8s/post_k8s_configure.yml \
-  -e "repo_url=${REPO_URL:-$(version repo_url)}" -e "repo_revision=${REPO_REVISION:-$(version repo_revision)}"
+# REPO_URL and REPO_REVISION, when set (CI sets them to this commit), replace versions.yml's
+# repository for Argo CD and the image builds (ansible/group_vars/all.yml).
+ansible-playbook -i ansible/inventory-kind.yml ansible/post_k8s/post_k8s_configure.yml
 
 step "Preparing the notebooks with papermill (parameters for kind)"
-for name in 6_configure_platform 7_lifecycle_part_1 8_lifecycle_part_2; do
+# Only notebook 6 runs Ansible, so only it takes the kind inventory.
+papermill --prepare-only notebooks/6_configure_platform.ipynb "$out/6_configure_platform.ipynb" \
+  -p REPO_DIR "$repo" -p FLOATING_IP localhost -p INVENTORY inventory-kind.yml
+for name in 7_lifecycle_part_1 8_lifecycle_part_2; do
   papermill --prepare-only "notebooks/$name.ipynb" "$out/$name.ipynb" \
-    -p REPO_DIR "$repo" -p FLOATING_IP localhost -p INVENTORY inventory-kind.yml
+    -p REPO_DIR "$repo" -p FLOATING_IP localhost
 done
 
 step "Executing them with nbval (cells tagged chameleon are skipped)"
