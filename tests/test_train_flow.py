@@ -143,7 +143,10 @@ def test_bad_dataset_exits_2_naming_the_path(repo, sample_data, mlflow_server, t
 def test_bad_setting_and_unknown_scenario_exit_2(repo, sample_data, tmp_path):
     """Invalid input is refused before anything runs."""
     uri = f"http://127.0.0.1:{free_port()}"  # never contacted
-    proc = run_flow(repo, sample_data, uri, tmp_path / "v", "--min-accuracy", "2")
+    stale = tmp_path / "v"
+    stale.write_text("7")  # left by an earlier run: the workflow must not build it again
+    proc = run_flow(repo, sample_data, uri, stale, "--min-accuracy", "2")
     assert proc.returncode == 2 and "min_accuracy must be between 0 and 1" in proc.stderr
+    assert stale.read_text() == ""
     proc = run_flow(repo, sample_data, uri, tmp_path / "v", "tiny")
     assert proc.returncode == 2 and "invalid choice" in proc.stderr

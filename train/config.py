@@ -130,6 +130,12 @@ def load_config(
     return validate(TrainConfig(**values))
 
 
+def version_file_setting(flag: str | None, env: Mapping[str, str] | None = None) -> Path:
+    """The version file named by the flag, else MODEL_VERSION_FILE, else the default."""
+    env = os.environ if env is None else env
+    return Path(flag or env.get(ENV_NAMES["version_file"]) or DEFAULT_VERSION_FILE)
+
+
 def eval_env(cfg: TrainConfig) -> dict[str, str]:
     """The environment variables that hand cfg's evaluation thresholds to the pytest suite."""
     return {

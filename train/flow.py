@@ -204,9 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     timings: dict[str, float] = {}
     try:
+        # Empty the version file first, so no stale version survives any failure below.
+        write_version(config.version_file_setting(args.version_file), "")
         flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
         cfg = load_config(flags)
-        write_version(cfg.version_file, "")  # never leave a stale version behind
         version = run_pipeline(args.scenario, cfg, timings)
         write_version(cfg.version_file, version)
     except (ConfigError, DataError) as err:
