@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import os
 import subprocess
@@ -27,7 +28,7 @@ from config import ENV_NAMES, SCENARIOS, ConfigError, TrainConfig, load_config
 from dataset import DataError, check_dataset
 from evaluate import plot_confusion
 from mlflow.exceptions import MlflowException
-from model import parameter_bytes, save_for_serving
+from model import load_for_serving, parameter_bytes, save_for_serving
 from requests.exceptions import RequestException
 from trainer import pick_device, train_scenario
 
@@ -150,8 +151,13 @@ def run_pipeline(scenario: str, cfg: TrainConfig, timings: dict[str, float]) -> 
         timings["train"] = time.perf_counter() - start
 
         start = time.perf_counter()
+        model_path = save_for_serving(model, workdir, "candidate")
+        # The suite loads its own copy: let go of this one meanwhile, so that an oversized
+        # model is in memory only once (a training node has a few GB).
+        del model
+        gc.collect()
         print("[evaluate] running the pytest suite in train/tests/", flush=True)
-        result = run_evaluation(save_for_serving(model, workdir, "candidate"), cfg, workdir)
+        result = run_evaluation(model_path, cfg, workdir)
         if result.returncode not in (0, 1):
             raise EvaluationBroken(f"the evaluation suite could not run "
                                    f"(pytest exit {result.returncode}); see its output above")
@@ -159,7 +165,7 @@ def run_pipeline(scenario: str, cfg: TrainConfig, timings: dict[str, float]) -> 
 
         start = time.perf_counter()
         log_evaluation(result, workdir)
-        info = registry.log_model(model)
+        info = registry.log_model(load_for_serving(model_path))
         version = ""
         if result.ok:
             version = registry.register(info.model_uri, {"scenario": scenario,
