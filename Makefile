@@ -24,7 +24,7 @@ export MPLBACKEND := Agg
 .PHONY: all setup notebooks book test test-notebooks test-notebooks-kind lint \
 	sample-data train serve bench-train bench-serve clean
 
-all: notebooks book ## Build the notebooks and the book
+all: setup notebooks book ## Install everything if needed, then build the notebooks and the book
 
 ## ---- set-up -------------------------------------------------------------
 

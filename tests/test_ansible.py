@@ -108,7 +108,8 @@ DICT_METHODS = ("keys", "values", "items", "get", "update", "pop", "copy", "clea
 
 
 def test_no_variable_field_is_named_like_a_dict_method() -> None:
-    pattern = re.compile(r"\b[a-z_][a-z0-9_]*\.(%s)\b(?!\s*\()" % "|".join(DICT_METHODS))
+    methods = "|".join(DICT_METHODS)
+    pattern = re.compile(rf"\b[a-z_][a-z0-9_]*\.({methods})\b(?!\s*\()")
     found = []
     for path in sorted(ANSIBLE.rglob("*.yml")):
         if "kubespray" in path.parts:

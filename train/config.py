@@ -55,7 +55,7 @@ class TrainConfig:
 
     data_dir: Path = REPO_ROOT / "data" / "food11-sample"
     version_file: Path = DEFAULT_VERSION_FILE
-    # Training. Sample-set defaults: 64 px, random init, ~40 s on two CPU cores.
+    # Training. Sample-set defaults: 64 px, random init, ~20 s on two CPU cores.
     image_size: int = IMAGE_SIZE
     weights: str = "auto"  # auto: ImageNet weights if they download, else random init
     batch_size: int = 16
