@@ -83,3 +83,35 @@ def test_help_documents_every_exit_code() -> None:
     for command in ("download", "approve", "check-promotion", "record-deploy", "deploy",
                     "rollback-target", "record-rollback", "current", "set-alias"):
         assert command in result.stdout
+
+
+def test_download_reads_the_local_store_without_a_server(tmp_path: Path) -> None:
+    """`make serve` on a fresh machine: no MLFLOW_TRACKING_URI, the registry in mlruns/."""
+    import os
+
+    store = tmp_path / "mlruns"
+    script = (
+        "import config, mlflow, registry\n"
+        "from model import build_model\n"
+        "registry.use_experiment(config.tracking_uri())\n"
+        "with mlflow.start_run():\n"
+        "    info = registry.log_model(build_model('normal'))\n"
+        "print(registry.register(info.model_uri, {}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(GOURMETGRAM_MLRUNS=str(store), PYTHONPATH=f"{REPO}:{REPO / 'train'}")
+    work = tmp_path / "elsewhere"  # mlflow's own default store would land in the cwd
+    work.mkdir()
+    made = subprocess.run([sys.executable, "-c", script], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr[-2000:]
+    version = made.stdout.split()[-1]
+    out = tmp_path / "serve"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "train" / "ops.py"), "download", "--alias", "development",
+         "--out", str(out)], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == version
+    assert (out / "model.pth").stat().st_size > 1_000_000
+    assert (out / "versions.txt").read_text().strip() == version
+    assert list(work.iterdir()) == []

@@ -50,6 +50,8 @@ def cmd_download(args: argparse.Namespace) -> str:
     import mlflow.pytorch
     from model import save_for_serving
 
+    # models:/ URIs resolve against mlflow's global tracking URI, not the client's.
+    mlflow.set_tracking_uri(config.tracking_uri())
     c = client()
     version = args.version
     if args.alias:
