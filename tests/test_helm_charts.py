@@ -269,6 +269,16 @@ def test_storage_credentials_only_reach_mlflow() -> None:
         if {"AWS_ACCESS_KEY_ID", "MLFLOW_S3_ENDPOINT_URL"} & {e["name"] for e in c.get("env", [])}
     }
     assert holders == {"mlflow"}
+    # Whatever the variable is called: the MinIO credentials reach MLflow, MinIO itself and
+    # the bucket job, and no other pod.
+    minio_holders = {
+        o["metadata"]["name"]
+        for o in objects
+        for c in containers(o)
+        for e in c.get("env", [])
+        if (e.get("valueFrom") or {}).get("secretKeyRef", {}).get("name") == "minio-credentials"
+    }
+    assert minio_holders == {"mlflow", "minio", "minio-create-bucket"}
     refs = {
         (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
         for o in objects
@@ -327,21 +337,29 @@ def test_mlflow_allowed_hosts(host: str, allowed: bool) -> None:
     (flag,) = [a for a in mlflow_container()["args"] if a.startswith("--allowed-hosts=")]
     hosts = flag.split("=", 1)[1].split(",")
     assert is_allowed_host_header(hosts, host) is allowed
-    # The kubelet's probes carry the pod IP as Host; /health is exempt from the check.
-    assert is_health_endpoint("/health")
+    # The kubelet's probes carry the pod IP as Host: their path must be exempt from the check.
+    container = mlflow_container()
+    probes = [container[k] for k in ("readinessProbe", "livenessProbe", "startupProbe")
+              if k in container]
+    assert probes
+    for probe in probes:
+        assert is_health_endpoint(probe["httpGet"]["path"]), probe
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_platform_probes_limits_and_non_root(flavour: str) -> None:
+    checked = 0
     for obj in render(case("platform", flavour)):
         pod = obj.get("spec", {}).get("template", {}).get("spec")
         if not pod:
             continue
+        checked += 1
         assert pod["securityContext"]["runAsNonRoot"] is True, obj["metadata"]["name"]
         for container in containers(obj):
             assert {"cpu", "memory"} <= set(container["resources"]["limits"]), container["name"]
             if obj["kind"] != "Job":
                 assert {"readinessProbe", "livenessProbe"} <= set(container), container["name"]
+    assert checked >= 4  # postgres, minio, mlflow and the bucket job
 
 
 def test_bucket_job_is_an_idempotent_hook() -> None:

@@ -55,8 +55,10 @@ def test_generation_is_deterministic(tmp_path: Path) -> None:
     first, second = tmp_path / "a", tmp_path / "b"
     make_notebooks.build(first)
     make_notebooks.build(second)
-    for nb in first.glob("*.ipynb"):
-        assert nb.read_bytes() == (second / nb.name).read_bytes(), nb.name
+    names = sorted(nb.name for nb in first.glob("*.ipynb"))
+    assert len(names) == 10 and names == sorted(nb.name for nb in second.glob("*.ipynb"))
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
 def test_toc_lists_every_notebook_in_order() -> None:

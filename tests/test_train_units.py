@@ -13,7 +13,7 @@ import torch
 from config import ConfigError, load_config, parse_quantity
 from dataset import DataError, Food11Folder, check_dataset
 from evaluate import summarize
-from flow import parse_junit
+from flow import Evaluation, parse_junit
 from model import (
     build_model,
     load_for_serving,
@@ -242,3 +242,10 @@ def test_reachability_check_passes_on_a_live_server(mlflow_server):
     """A real server answers /health."""
     registry.check_reachable(mlflow_server.uri)
     registry.check_reachable("sqlite:///nowhere/mlflow.db")  # local stores need no server
+
+
+def test_a_skipped_evaluation_test_is_not_a_pass():
+    assert Evaluation(0, passed=8, failed=0, total=8).ok
+    assert not Evaluation(0, passed=7, failed=0, total=8).ok  # one gate skipped
+    assert not Evaluation(1, passed=7, failed=1, total=8).ok
+    assert not Evaluation(0, passed=0, failed=0, total=0).ok

@@ -88,6 +88,12 @@ def test_schema_check_catches_a_misspelled_key() -> None:
     assert "unknown field .spec.templates[1].podSpecPach" in validate.schema_problems(doc)
 
 
+def test_schema_check_catches_a_misspelled_kind() -> None:
+    doc = copy.deepcopy(by_kind("WorkflowTemplate")["train-model"])
+    doc["kind"] = "WorkflowTemplat"
+    assert any("unknown Argo kind" in p for p in validate.schema_problems(doc))
+
+
 def test_schema_check_catches_a_wrong_type() -> None:
     doc = copy.deepcopy(by_kind("CronWorkflow")["cron-train"])
     doc["spec"]["schedules"] = {"weekly": "0 3 * * 1"}

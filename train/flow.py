@@ -61,8 +61,8 @@ class Evaluation:
 
     @property
     def ok(self) -> bool:
-        """True when tests ran and none failed."""
-        return self.returncode == 0 and self.total > 0 and self.failed == 0
+        """True when tests ran and every one passed (a skipped gate is not a passed one)."""
+        return self.returncode == 0 and self.total > 0 and self.passed == self.total
 
 
 def parse_junit(path: Path) -> tuple[int, int, int, list[str]]:

@@ -150,6 +150,8 @@ def schema_problems(doc: dict) -> list[str]:
         problems = against(MODELS[kind], doc)
     elif kind in CHECKS:
         problems = CHECKS[kind](doc)
+    elif str(doc.get("apiVersion", "")).startswith("argoproj.io"):
+        return [f"unknown Argo kind {kind!r}; known: {', '.join([*MODELS, *CHECKS])}"]
     else:
         return []  # plain Kubernetes kinds are checked with kubernetes-validate
     if doc.get("apiVersion") != API_VERSION:
