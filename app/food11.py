@@ -6,6 +6,7 @@ sends it. Keep it free of web-framework imports: the training image copies this 
 
 from __future__ import annotations
 
+from PIL import Image
 from torchvision import transforms
 
 # The 11 Food-11 classes in the dataset's own index order (class 0 is Bread).
@@ -39,11 +40,23 @@ def folder_name(class_name: str) -> str:
     return class_name.replace("/", "-")
 
 
+def center_square(image: Image.Image) -> Image.Image:
+    """The largest centred square of an image.
+
+    Cropping before resizing keeps memory bounded: resizing the short side of a 1 x 1,000,000
+    image to 64 pixels first would allocate a 64 x 64,000,000 image (16 GB).
+    """
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return image.crop((left, top, left + side, top + side))
+
+
 def eval_transform(size: int = IMAGE_SIZE) -> transforms.Compose:
     """Deterministic preprocessing used by evaluation and by the app for every request."""
     return transforms.Compose([
-        transforms.Resize(size),
-        transforms.CenterCrop(size),
+        center_square,
+        transforms.Resize((size, size)),
         transforms.ToTensor(),
         transforms.Normalize(MEAN, STD),
     ])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import re
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 import zlib
@@ -23,6 +25,7 @@ from app.images import decode_image
 from app.predictor import ModelLoadError, load_model
 from app.web import create_app
 
+REPO = Path(__file__).resolve().parent.parent
 VERSION = "42"
 
 
@@ -241,6 +244,23 @@ def test_a_real_bomb_is_refused_quickly(client: FlaskClient) -> None:
     start = time.perf_counter()
     assert post(client, bomb).status_code == 413
     assert time.perf_counter() - start < 1.0
+
+
+def test_a_thin_image_is_classified_in_bounded_memory(client: FlaskClient) -> None:
+    # 1 x 1,000,000 pixels is far below the pixel limit, but resizing its short side to the
+    # model's size first would need 16 GB. Run the preprocessing with 3 GB of memory at most.
+    script = (
+        "import resource; resource.setrlimit(resource.RLIMIT_DATA, (3 << 30, 3 << 30))\n"
+        "from PIL import Image\n"
+        "from app.food11 import IMAGE_SIZE, eval_transform\n"
+        "tensor = eval_transform()(Image.new('RGB', (1, 1_000_000)))\n"
+        "assert tuple(tensor.shape) == (3, IMAGE_SIZE, IMAGE_SIZE), tensor.shape\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    reply = post(client, encode(Image.new("RGB", (20_000, 1), "orange")))
+    assert reply.status_code == 200 and reply.json["prediction"] in CLASS_NAMES
 
 
 def test_pixel_limit_comes_from_config(config: Config) -> None:
