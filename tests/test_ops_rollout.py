@@ -163,10 +163,32 @@ def test_health_is_not_trusted_before_argo_cd_assessed_the_sync() -> None:
     fake.app["status"].update(
         operationState={"phase": "Succeeded", "finishedAt": "2026-12-01T00:00:09Z",
                          "operation": fake.app.pop("operation")},
-        reconciledAt="2026-12-01T00:00:08Z",
+        reconciledAt="2026-12-01T00:00:09Z",  # the same second: maybe still the old pods
+        sync={"status": "Synced",
+              "comparedTo": {"source": copy.deepcopy(fake.app["spec"]["source"])}},
+        summary={"images": ["registry:5000/gourmetgram-app:staging-2"]},
         health={"status": "Degraded", "message": "left from before"})
     verdict, why = rollout.state(fake.app, "staging-2", request)
     assert verdict == "waiting" and "not assessed" in why
+    fake.app["status"]["reconciledAt"] = "2026-12-01T00:00:10Z"
+    assert rollout.state(fake.app, "staging-2", request)[0] == "failed"
+
+
+def test_a_sync_started_by_argo_cd_itself_counts_when_it_applied_our_spec() -> None:
+    # Automated sync may carry our change out before our own operation is picked up.
+    fake = FakeArgoCD()
+    request = "staging-2/test"
+    fake.patch("gourmetgram-staging", rollout.tag_patch(fake.app, "staging-2", request))
+    fake.app.pop("operation")
+    fake.app["status"].update(
+        operationState={"phase": "Succeeded", "finishedAt": "2026-12-01T00:00:09Z",
+                        "operation": {"initiatedBy": {"automated": True}}},
+        reconciledAt="2026-12-01T00:00:12Z",
+        sync={"status": "Synced",
+              "comparedTo": {"source": copy.deepcopy(fake.app["spec"]["source"])}},
+        summary={"images": ["registry:5000/gourmetgram-app:staging-2"]},
+        health={"status": "Healthy"})
+    assert rollout.state(fake.app, "staging-2", request) == ("ready", "Healthy and Synced")
 
 
 def test_the_old_healthy_status_is_not_mistaken_for_the_new_tag() -> None:

@@ -53,10 +53,10 @@ def _helm(source: dict | None) -> dict:
     return (source or {}).get("helm") or {}
 
 
-def _tag_in(parameters: list[dict]) -> str | None:
-    """The image tag set by a list of helm parameters, if any."""
+def _param(parameters: list[dict], name: str = TAG_PARAMETER) -> str | None:
+    """The value a list of helm parameters gives `name` (the image tag by default), if any."""
     for p in parameters:
-        if p.get("name") == TAG_PARAMETER:
+        if p.get("name") == name:
             return p.get("value")
     return None
 
@@ -67,7 +67,7 @@ def image_tag(app: dict) -> str | None:
     if source is None:
         name = app.get("metadata", {}).get("name")
         raise ClusterError(f"Application {name} has no spec.source (multi-source is unsupported)")
-    return _tag_in(_helm(source).get("parameters") or [])
+    return _param(_helm(source).get("parameters") or [])
 
 
 def tag_patch(app: dict, tag: str | None, request: str) -> dict:
@@ -99,33 +99,38 @@ def _ours(status: dict, request: str) -> bool:
 def state(app: dict, tag: str | None, request: str) -> tuple[str, str]:
     """Classify the Application as ('ready'|'waiting'|'failed', why).
 
-    Health counts only once this request's sync has finished and Argo CD has assessed the
-    Application again after it: until then the status may describe the pods of before.
+    Health counts only once Argo CD has synced this request's spec (its rolloutId) and has
+    assessed the Application after that sync finished: until then the status may describe
+    the pods of before, such as a Degraded deployment still waiting for a missing image.
     """
     status = app.get("status") or {}
     op = status.get("operationState") or {}
     phase = op.get("phase", "")
-    if "operation" in app or not _ours(status, request):
+    if "operation" in app:
         return "waiting", "Argo CD has not started the sync yet"
-    if phase in ("Failed", "Error"):
+    if _ours(status, request) and phase in ("Failed", "Error"):
         return "failed", f"sync {phase.lower()}: {op.get('message', 'no message')}"
-    if phase != "Succeeded":
+    if phase in ("Running", "Terminating"):
         return "waiting", "a sync operation is still running"
-    if status.get("reconciledAt", "") < op.get("finishedAt", ""):
-        return "waiting", "Argo CD has not assessed the synced application yet"
-    health = (status.get("health") or {}).get("status", "Unknown")
     sync = status.get("sync") or {}
-    compared = _tag_in(_helm((sync.get("comparedTo") or {}).get("source")).get("parameters") or [])
-    images = (status.get("summary") or {}).get("images") or []
-    live = tag is None or any(i.endswith(":" + tag) for i in images)
-    if compared != tag or not live:
+    compared = _helm((sync.get("comparedTo") or {}).get("source")).get("parameters") or []
+    if _param(compared) != tag or _param(compared, ROLLOUT_PARAMETER) != request:
         return "waiting", f"Argo CD has not applied tag {tag} yet"
+    if sync.get("status") != "Synced":
+        return "waiting", f"sync {sync.get('status', 'Unknown')}"
+    # Strictly later: a refresh in the same second may have started before the sync ended.
+    if status.get("reconciledAt", "") <= op.get("finishedAt", ""):
+        return "waiting", "Argo CD has not assessed the synced application yet"
+    images = (status.get("summary") or {}).get("images") or []
+    if tag is not None and not any(i.endswith(":" + tag) for i in images):
+        return "waiting", f"no pod runs tag {tag} yet"
+    health = (status.get("health") or {}).get("status", "Unknown")
     if health == "Degraded":
         message = (status.get("health") or {}).get("message", "")
         return "failed", f"application is Degraded {message}".strip()
-    if health == "Healthy" and sync.get("status") == "Synced":
+    if health == "Healthy":
         return "ready", "Healthy and Synced"
-    return "waiting", f"health {health}, sync {sync.get('status', 'Unknown')}"
+    return "waiting", f"health {health}"
 
 
 def wait(
