@@ -13,6 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.k8s_render import versions
+
 REPO = Path(__file__).resolve().parent.parent
 ANSIBLE = REPO / "ansible"
 BIN = Path(sys.executable).parent
@@ -48,11 +50,6 @@ def load(path: Path) -> Any:
 def tasks(playbook: str) -> list[dict[str, Any]]:
     """Every task of every play of a playbook."""
     return [t for play in load(ANSIBLE / playbook) for t in play.get("tasks", [])]
-
-
-def versions() -> dict[str, Any]:
-    """versions.yml at the repository root."""
-    return load(REPO / "versions.yml")
 
 
 def test_the_playbook_list_is_complete() -> None:

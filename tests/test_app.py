@@ -8,7 +8,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,7 +90,9 @@ def test_index_page_offers_an_accessible_upload_form(client: FlaskClient) -> Non
     assert '<html lang="en">' in html
     assert re.search(r'<label for="file">', html) and 'id="file" name="file" type="file"' in html
     assert 'aria-live="polite"' in html and VERSION in html
-    for asset in re.findall(r'(?:href|src)="(/static/[^"]+)"', html):
+    assets = re.findall(r'(?:href|src)="(/static/[^"]+)"', html)
+    assert len(assets) >= 2  # the stylesheet and the script
+    for asset in assets:
         with client.get(asset) as reply:
             assert reply.status_code == 200 and reply.data, asset
     assert all(name in html for name in CLASS_NAMES)
@@ -238,12 +239,17 @@ def test_decompression_bombs_are_refused_before_decoding(client: FlaskClient, si
     assert "too many pixels" in reply.json["error"]
 
 
-def test_a_real_bomb_is_refused_quickly(client: FlaskClient) -> None:
+def test_a_real_bomb_is_refused_without_decoding(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bomb = encode(Image.new("1", (8_000, 8_000)))  # 64 M pixels in about 8 kB
     assert len(bomb) < 100_000
-    start = time.perf_counter()
+
+    def never(self: Image.Image) -> None:
+        raise AssertionError("the bomb was decoded")
+
+    monkeypatch.setattr(Image.Image, "load", never)
     assert post(client, bomb).status_code == 413
-    assert time.perf_counter() - start < 1.0
 
 
 def test_a_thin_image_is_classified_in_bounded_memory(client: FlaskClient) -> None:

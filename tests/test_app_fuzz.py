@@ -60,6 +60,12 @@ def images(draw: st.DrawFn) -> bytes:
     return buf.getvalue()
 
 
+def still_serving(client: FlaskClient) -> None:
+    """The app still answers health checks and real predictions."""
+    assert client.get("/healthz").status_code == 200
+    assert post(client, sample_bytes("Bread")).status_code == 200
+
+
 def check_answer(client: FlaskClient, data: bytes) -> int:
     """POST data; the answer must be a 200 prediction or a JSON 4xx error, never a 5xx."""
     reply = post(client, data)
@@ -68,14 +74,8 @@ def check_answer(client: FlaskClient, data: bytes) -> int:
         assert reply.json["prediction"] in CLASS_NAMES
     else:
         assert reply.json["error"]
-    assert client.get("/healthz").status_code == 200
+    still_serving(client)
     return reply.status_code
-
-
-def still_serving(client: FlaskClient) -> None:
-    """The app still answers health checks and real predictions."""
-    assert client.get("/healthz").status_code == 200
-    assert post(client, sample_bytes("Bread")).status_code == 200
 
 
 @FUZZ
@@ -118,7 +118,3 @@ def test_any_declared_dimensions_never_give_5xx(
     status = check_answer(client, png_claiming(width, height))
     if width * height > 2_000_000:
         assert status == 413
-
-
-def test_app_still_serves_after_the_fuzzing(client: FlaskClient) -> None:
-    still_serving(client)

@@ -11,6 +11,8 @@ import hcl2
 import pytest
 import yaml
 
+from tests.k8s_render import versions
+
 REPO = Path(__file__).resolve().parent.parent
 TF = REPO / "tf" / "kvm"
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
@@ -95,11 +97,6 @@ def strings(node: Any) -> list[str]:
     if isinstance(node, list):
         return [s for v in node for s in strings(v)]
     return []
-
-
-def versions() -> dict[str, Any]:
-    """versions.yml at the repository root."""
-    return yaml.safe_load((REPO / "versions.yml").read_text())
 
 
 def test_files_are_split_by_role_and_all_parse() -> None:

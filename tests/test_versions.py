@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import yaml
+
+from tests.k8s_render import versions
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP_VARS = REPO / "ansible" / "k8s" / "inventory" / "mycluster" / "group_vars"
 
-# Release facts (docs/TOOLING.md of the project, from the Kubespray release notes):
+# Release facts, from the Kubespray release notes:
 # tag -> (commit of the tag, Kubernetes minor it installs).
 KUBESPRAY_RELEASES = {
     "v2.31.0": ("1c9add48975060f45396b34d8e022c30d7f80dab", "1.35"),
@@ -19,11 +20,6 @@ KUBESPRAY_RELEASES = {
 }
 # kind release -> the Kubernetes minors it publishes node images for.
 KIND_MINORS = {"v0.32.0": {"1.33", "1.34", "1.35", "1.36"}}
-
-
-def versions() -> dict[str, Any]:
-    """versions.yml at the repository root."""
-    return yaml.safe_load((REPO / "versions.yml").read_text())
 
 
 def minor_of(version: str) -> str:

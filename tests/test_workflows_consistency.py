@@ -11,8 +11,8 @@ from pathlib import Path
 import rollout
 import yaml
 
+from tests import argo_validate as validate
 from tests.k8s_render import ENVIRONMENTS, application, load_yaml
-from workflows import validate
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = list(validate.documents(REPO / "workflows"))

@@ -1,6 +1,6 @@
 """Check the workflow YAML offline: Argo's schema, references between templates, parameters.
 
-    python workflows/validate.py          # prints each problem; exit code 1 if any
+    python -m tests.argo_validate         # prints each problem; exit code 1 if any
 
 The schema comes from hera's generated models (Argo Workflows 4.0, with the Argo Events
 kinds). Those models drop fields they do not know, so each document is also compared with
@@ -22,7 +22,7 @@ from hera.workflows.models.github.com.argoproj.argo_events.pkg.apis.events impor
 )
 from pydantic import ValidationError
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent / "workflows"
 API_VERSION = "argoproj.io/v1alpha1"
 NAMESPACES = {"WorkflowTemplate": "argo", "CronWorkflow": "argo", "Workflow": "argo",
               "EventSource": "argo-events", "Sensor": "argo-events", "EventBus": "argo-events"}
