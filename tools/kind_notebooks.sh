@@ -36,6 +36,18 @@ curl -fsSL "https://github.com/argoproj/argo-workflows/releases/download/$(versi
   gunzip >"$bin/argo"
 chmod +x "$bin/kind" "$bin/kubectl" "$bin/argo"
 
+# Ubuntu 24.04 stops unprivileged processes from creating user namespaces, which rootless
+# BuildKit (the in-cluster image builds) needs; kind's nodes share the host's kernel.
+userns=/proc/sys/kernel/apparmor_restrict_unprivileged_userns
+if [ -f "$userns" ] && [ "$(cat "$userns")" != 0 ]; then
+  step "Allowing unprivileged user namespaces for rootless BuildKit"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+  fi
+  $sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0
+fi
+
 trap cleanup EXIT
 step "Creating the cluster and its registry"
 k8s/kind/create-cluster.sh
