@@ -69,34 +69,26 @@ def time_per_request(model_path: Path, image: bytes, repeats: int) -> tuple[floa
     return full, forward
 
 
-def _jiffies(path: str, fields: slice) -> float:
-    """Sum some numeric fields of a /proc stat line, in CPU seconds."""
-    text = Path(path).read_text()
-    if path.endswith("/stat") and ")" in text:  # /proc/PID/stat: skip "pid (name)"
-        text = text.rsplit(")", 1)[1]
-    return sum(int(v) for v in text.split()[fields]) / os.sysconf("SC_CLK_TCK")
+def _pid_fields(pid: str) -> list[str]:
+    """The fields of /proc/PID/stat after "pid (name)": state, ppid, ..., utime (11), stime."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def cpu_snapshot(server_pid: int) -> tuple[float, float, float]:
     """CPU seconds used so far by (gunicorn and its workers, this process, the whole machine)."""
-    pids = [server_pid] + [
-        int(p.name) for p in Path("/proc").iterdir()
-        if p.name.isdigit() and _parent(p) == server_pid
-    ]
-    server = 0.0
-    for pid in pids:
-        with contextlib.suppress(OSError, ValueError):  # a process that ended meanwhile
-            server += _jiffies(f"/proc/{pid}/stat", slice(11, 13))  # utime, stime
-    machine = _jiffies("/proc/stat", slice(1, 4)) + _jiffies("/proc/stat", slice(6, 9))
-    return server, time.process_time(), machine
-
-
-def _parent(proc_dir: Path) -> int | None:
-    """The parent pid of a /proc/PID entry, or None if it vanished."""
-    try:
-        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    server = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):  # a process that ended
+            fields = _pid_fields(entry.name)
+            if int(entry.name) == server_pid or int(fields[1]) == server_pid:
+                server += int(fields[11]) + int(fields[12])  # utime + stime
+    # The first line of /proc/stat: cpu user nice system idle iowait irq softirq steal ...
+    cpu = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = sum(cpu[0:3]) + sum(cpu[5:8])  # all but idle and iowait
+    return server / ticks, time.process_time(), busy / ticks
 
 
 def cpu_report(before: tuple[float, float, float], after: tuple[float, float, float],

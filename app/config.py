@@ -81,13 +81,14 @@ def _number(
 def load_config(env: Mapping[str, str] | None = None) -> Config:
     """Build the Config from environment variables (os.environ by default)."""
     env = os.environ if env is None else env
+    d = Config()  # the defaults, except workers: one per core unless WORKERS says otherwise
     return Config(
-        model_path=Path(env.get("MODEL_PATH") or "model.pth"),
-        versions_file=Path(env.get("VERSIONS_FILE") or "versions.txt"),
+        model_path=Path(env.get("MODEL_PATH") or d.model_path),
+        versions_file=Path(env.get("VERSIONS_FILE") or d.versions_file),
         workers=_number(env, "WORKERS", int, cpu_count(), 1),
-        torch_threads=_number(env, "TORCH_THREADS", int, 1, 1),
-        max_upload_mb=_number(env, "MAX_UPLOAD_MB", float, 8.0, 0.01),
-        max_image_pixels=_number(env, "MAX_IMAGE_PIXELS", int, 40_000_000, 1),
-        port=_number(env, "PORT", int, 8000, 1, 65535),
-        timeout_s=_number(env, "TIMEOUT", int, 60, 1),
+        torch_threads=_number(env, "TORCH_THREADS", int, d.torch_threads, 1),
+        max_upload_mb=_number(env, "MAX_UPLOAD_MB", float, d.max_upload_mb, 0.01),
+        max_image_pixels=_number(env, "MAX_IMAGE_PIXELS", int, d.max_image_pixels, 1),
+        port=_number(env, "PORT", int, d.port, 1, 65535),
+        timeout_s=_number(env, "TIMEOUT", int, d.timeout_s, 1),
     )

@@ -63,7 +63,7 @@ def eval_transform(size: int = IMAGE_SIZE) -> transforms.Compose:
 
 
 def train_transform(size: int = IMAGE_SIZE) -> transforms.Compose:
-    """Training preprocessing: the evaluation steps plus random crops, flips and lighting."""
+    """Training preprocessing: random square crops, flips, small rotations and lighting."""
     return transforms.Compose([
         transforms.RandomResizedCrop(size, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
         transforms.RandomHorizontalFlip(),

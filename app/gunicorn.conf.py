@@ -2,8 +2,8 @@
 
 Serving a CNN on the CPU is compute-bound, so the sync worker is the right model: one
 request at a time per process, one process per core, and one torch thread per process.
-More torch threads than cores make the workers fight over the CPUs (TOOLING.md: throughput
-drops from ~60 to ~7 requests/s on 2 cores).
+More torch threads than cores make the workers fight over the CPUs (measured on 2 cores:
+about 60 requests/s with one thread per worker, about 7 with two).
 """
 
 import os

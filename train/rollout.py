@@ -173,7 +173,6 @@ def rollout(
     name: str,
     tag: str,
     timeout: float,
-    restore_timeout: float | None = None,
     **wait_args,
 ) -> str | None:
     """Deploy tag; on failure restore the previous tag and raise RolloutFailed.
@@ -186,8 +185,7 @@ def rollout(
         ok, why = set_tag(api, name, tag, timeout=timeout, **wait_args)
         if ok:
             return previous
-        back, back_why = set_tag(api, name, previous, timeout=restore_timeout or timeout,
-                                 **wait_args)
+        back, back_why = set_tag(api, name, previous, timeout=timeout, **wait_args)
     except ClusterError as e:
         # The tag may have changed already: only a person can tell what runs now.
         raise RolloutFailed(f"{name}: lost the cluster while deploying {tag}: {e}",

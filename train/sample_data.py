@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import config  # noqa: F401  (makes app/ importable when run as a script)
+import config  # also makes app/ importable when run as a script
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -26,7 +26,6 @@ from app.food11 import CLASS_NAMES, folder_name
 Color = tuple[int, int, int]
 Box = tuple[float, float, float, float]
 
-SPLITS: dict[str, str] = {"training": "train", "validation": "val", "evaluation": "eval"}
 APP_SAMPLES_DIR = config.REPO_ROOT / "app" / "samples"
 
 

@@ -2,7 +2,7 @@
 
 Run against one saved model (flow.py does this after every training run):
 
-    cd train && python -m pytest --model-path /path/model.pth --data-dir data/food11-sample
+    cd train && python -m pytest --model-path /path/model.pth --data-dir ../data/food11-sample
 
 The thresholds come from train/config.py, overridable by EVAL_* environment variables.
 """
