@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from sample_data import LOOKS, make_sample_set, write_app_samples
@@ -76,7 +77,7 @@ def test_command_line_writes_the_set(tmp_path: Path, repo: Path):
 
 
 def test_app_samples_are_committed_small_and_readable(repo: Path, tmp_path: Path):
-    """app/samples/ holds one small JPEG per class, as write_app_samples makes them."""
+    """app/samples/ holds one small JPEG per class, the ones write_app_samples makes now."""
     committed = repo / "app" / "samples"
     for name in CLASS_NAMES:
         path = committed / f"{folder_name(name)}.jpg"
@@ -86,3 +87,7 @@ def test_app_samples_are_committed_small_and_readable(repo: Path, tmp_path: Path
             assert img.format == "JPEG" and img.mode == "RGB"
     fresh = write_app_samples(tmp_path)
     assert sorted(p.name for p in fresh) == sorted(p.name for p in committed.glob("*.jpg"))
+    for path in fresh:  # a change to LOOKS must come with new samples (--app-samples)
+        with Image.open(path) as new, Image.open(committed / path.name) as old:
+            gap = np.abs(np.asarray(new, dtype=np.int16) - np.asarray(old, dtype=np.int16))
+        assert gap.mean() < 2, f"app/samples/{path.name} is stale: re-run --app-samples"

@@ -142,13 +142,13 @@ LOOKS: tuple[tuple[Color, Color, Painter], ...] = (
     ((245, 225, 150), (150, 80, 120), _block),  # Dairy product
     ((235, 120, 165), (250, 225, 200), _wedge),  # Dessert
     ((250, 250, 245), (55, 55, 60), _egg),  # Egg
-    ((225, 165, 45), (140, 35, 35), _sticks),  # Fried food
+    ((225, 165, 45), (70, 60, 150), _sticks),  # Fried food
     ((135, 35, 30), (215, 210, 195), _steak),  # Meat
     ((240, 215, 125), (160, 45, 35), _waves),  # Noodles/Pasta
-    ((245, 245, 240), (40, 85, 55), _grains),  # Rice
+    ((245, 245, 240), (30, 115, 45), _grains),  # Rice
     ((250, 135, 90), (30, 95, 145), _fish),  # Seafood
-    ((225, 105, 40), (190, 190, 195), _bowl),  # Soup
-    ((70, 170, 60), (235, 230, 215), _leaves),  # Vegetable/Fruit
+    ((225, 105, 40), (125, 125, 130), _bowl),  # Soup
+    ((70, 170, 60), (225, 205, 70), _leaves),  # Vegetable/Fruit
 )
 assert len(LOOKS) == len(CLASS_NAMES)
 
