@@ -272,6 +272,7 @@ class FakeApiServer:
     def __init__(self, fake: FakeArgoCD) -> None:
         self.fake = fake
         self.requests: list[tuple[str, str, dict]] = []
+        self.fail_with: int | None = None  # answer every request with this status when set
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -292,7 +293,9 @@ class FakeApiServer:
             def do_GET(self) -> None:
                 outer.requests.append(("GET", self.path, dict(self.headers)))
                 name = self._name()
-                if name is None:
+                if outer.fail_with:
+                    self._reply(outer.fail_with, {"kind": "Status", "code": outer.fail_with})
+                elif name is None:
                     self._reply(404, {"kind": "Status", "reason": "NotFound"})
                 else:
                     self._reply(200, outer.fake.get(name))
@@ -381,3 +384,16 @@ def test_ops_deploy_exit_codes(api: FakeApiServer, capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit) as usage:
         ops.main(["deploy", "--env", "qa", "--tag", "qa-1"])
     assert usage.value.code == ops.USAGE == 2
+
+
+def test_ops_retries_only_what_asking_again_can_fix(api: FakeApiServer, capsys) -> None:
+    """A missing Application is final (exit 1); an API server error is worth a retry (5)."""
+    fast = ["--poll", "0.05", "--api-server", api.url]
+    missing = ops.main(["deploy", "--env", "canary", "--tag", "canary-3", *fast])
+    assert missing == ops.FAILED == 1
+    assert "HTTP 404 does it exist?" in capsys.readouterr().err
+    api.fail_with = 503
+    busy = ops.main(["deploy", "--env", "staging", "--tag", "staging-3", *fast])
+    assert busy == ops.UNREACHABLE == 5
+    assert "HTTP 503" in capsys.readouterr().err
+    assert rollout.image_tag(api.fake.app) == "staging-1"

@@ -5,12 +5,13 @@ MLflow is the one at MLFLOW_TRACKING_URI (the local mlruns/ store when it is uns
 
 Exit codes:
   0  done
-  1  refused: a lifecycle rule said no, or the registry lacks the version or alias
-     (also any other error, such as an --out folder that cannot be written)
+  1  refused: a lifecycle rule said no, the registry lacks the version or alias, or the
+     Kubernetes API said no (403, 404); also any other error, such as an --out folder
+     that cannot be written
   2  bad command line
   3  deployment failed; the previous image is running again
   4  deployment failed and restoring the previous image failed too: a person must look
-  5  MLflow or the Kubernetes API could not be reached (worth retrying)
+  5  MLflow or the Kubernetes API could not be reached or had a server error (worth retrying)
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         return RESTORED if e.restored else NOT_RESTORED
     except rollout.ClusterError as e:
         print(f"ops.py {args.command}: {e}", file=sys.stderr)
-        return UNREACHABLE
+        return UNREACHABLE if e.transient else FAILED
     except MlflowException as e:
         print(f"ops.py {args.command}: MLflow: {e.message}", file=sys.stderr)
         return UNREACHABLE if e.error_code in TRANSIENT_MLFLOW else REFUSED

@@ -24,7 +24,11 @@ REQUEST_INFO = "gourmetgram-request"
 
 
 class ClusterError(Exception):
-    """The Kubernetes API refused a request or could not be reached."""
+    """The Kubernetes API refused a request or could not be reached (`transient`: retry it)."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class RolloutFailed(Exception):
@@ -234,11 +238,13 @@ class ClusterApplications:
             detail = e.read().decode(errors="replace")[:300]
             hint = {404: "does it exist?", 403: "check the service account's RBAC"}.get(e.code, "")
             raise ClusterError(
-                f"{method} Application {self.namespace}/{name}: HTTP {e.code} {hint} {detail}"
+                f"{method} Application {self.namespace}/{name}: HTTP {e.code} {hint} {detail}",
+                transient=e.code >= 500 or e.code == 429,  # 4xx: asking again will not help
             ) from None
         except OSError as e:  # URLError, timeouts, refused connections
             reason = getattr(e, "reason", e)
-            raise ClusterError(f"cannot reach the API server {self.base}: {reason}") from None
+            raise ClusterError(f"cannot reach the API server {self.base}: {reason}",
+                               transient=True) from None
 
     def get(self, name: str) -> dict:
         """Read an Application."""
