@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from app.client import LoadResult, run_load
-from app.config import SAMPLES_DIR, cpu_count, load_config
-from app.food11 import CLASS_NAMES, IMAGE_SIZE, folder_name
+from app.config import cpu_count, load_config, sample_file
+from app.food11 import CLASS_NAMES, IMAGE_SIZE
 from app.images import decode_image
 from app.localserver import LocalServer
 from app.predictor import Predictor
@@ -121,7 +121,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the report; non-zero exit if any request failed."""
     args = parse_args(argv)
-    image = (SAMPLES_DIR / f"{folder_name(CLASS_NAMES[0])}.jpg").read_bytes()
+    image = sample_file(CLASS_NAMES[0]).read_bytes()
     with tempfile.TemporaryDirectory(prefix="gourmetgram-bench-") as tmp:
         tmp_dir = Path(tmp)
         if args.model:

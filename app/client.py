@@ -8,6 +8,7 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -65,6 +66,29 @@ class Client:
     def close(self) -> None:
         """Close the connection."""
         self.conn.close()
+
+
+def wait_ready(
+    client: Client, seconds: float, interval: float, check: Callable[[], None] | None = None
+) -> Reply:
+    """Poll /readyz until it answers 200; TimeoutError with the last problem after `seconds`.
+
+    `check`, when given, runs before every poll and may raise to stop waiting early.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        if check:
+            check()
+        try:
+            reply = client.get("/readyz")
+            if reply.status == 200:
+                return reply
+            problem = f"HTTP {reply.status}"
+        except (OSError, http.client.HTTPException) as err:
+            problem = f"{type(err).__name__}: {err}"
+        if time.monotonic() >= deadline:
+            raise TimeoutError(problem)
+        time.sleep(interval)
 
 
 def multipart(field_name: str, filename: str, data: bytes) -> tuple[bytes, str]:

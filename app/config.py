@@ -12,6 +12,13 @@ APP_DIR = Path(__file__).resolve().parent
 SAMPLES_DIR = APP_DIR / "samples"
 
 
+def sample_file(class_name: str, samples_dir: Path = SAMPLES_DIR) -> Path:
+    """The bundled sample photo of a class: samples/<folder name>.jpg."""
+    from app.food11 import folder_name  # here, so that gunicorn's master never imports torch
+
+    return samples_dir / f"{folder_name(class_name)}.jpg"
+
+
 class ConfigError(ValueError):
     """An environment variable holds a value the app cannot use."""
 

@@ -7,10 +7,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from app.client import Client
+from app.client import Client, wait_ready
 from app.config import APP_DIR
 
 REPO = APP_DIR.parent
@@ -47,24 +46,23 @@ class LocalServer:
             self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         client = Client(self.url, timeout=5)
-        deadline = time.monotonic() + timeout
         try:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    code = self.proc.returncode
-                    raise RuntimeError(f"gunicorn exited with {code}:\n{self.log()}")
-                try:
-                    if client.get("/readyz").status == 200:
-                        return self
-                except OSError:
-                    pass
-                time.sleep(0.25)
-            raise RuntimeError(f"the app was not ready within {timeout:g} s:\n{self.log()}")
+            wait_ready(client, timeout, interval=0.25, check=self._still_running)
+            return self
+        except TimeoutError as err:
+            self.stop()
+            raise RuntimeError(f"the app was not ready within {timeout:g} s ({err}):\n"
+                               f"{self.log()}") from None
         except BaseException:
             self.stop()
             raise
         finally:
             client.close()
+
+    def _still_running(self) -> None:
+        """Raise RuntimeError, with the log, if gunicorn has exited."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {self.proc.returncode}:\n{self.log()}")
 
     def log(self) -> str:
         """What gunicorn and the app printed so far."""

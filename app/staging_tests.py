@@ -10,13 +10,12 @@ from __future__ import annotations
 import argparse
 import http.client
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.client import Client, Reply, run_load
-from app.config import SAMPLES_DIR
+from app.client import Client, Reply, run_load, wait_ready
+from app.config import SAMPLES_DIR, sample_file
 from app.food11 import CLASS_NAMES, folder_name
 
 
@@ -69,10 +68,10 @@ def valid_prediction(body: dict) -> str:
 
 def sample_images(samples_dir: Path) -> dict[str, bytes]:
     """The bundled sample photo of every class; fails if one is missing."""
-    missing = [c for c in CLASS_NAMES if not (samples_dir / f"{folder_name(c)}.jpg").is_file()]
+    missing = [c for c in CLASS_NAMES if not sample_file(c, samples_dir).is_file()]
     if missing:
         raise CheckFailed(f"no sample image in {samples_dir} for {missing}")
-    return {c: (samples_dir / f"{folder_name(c)}.jpg").read_bytes() for c in CLASS_NAMES}
+    return {c: sample_file(c, samples_dir).read_bytes() for c in CLASS_NAMES}
 
 
 class Suite:
@@ -99,18 +98,10 @@ class Suite:
 
     def wait_ready(self) -> str:
         """Poll /readyz until it answers 200 or the wait runs out."""
-        deadline = time.monotonic() + self.args.wait
-        while True:
-            try:
-                reply = self.client.get("/readyz")
-                if reply.status == 200:
-                    return f"ready: {ok(reply)}"
-                problem = f"HTTP {reply.status}"
-            except (OSError, http.client.HTTPException) as err:
-                problem = f"{type(err).__name__}: {err}"
-            if time.monotonic() >= deadline:
-                raise CheckFailed(f"/readyz not ready: {problem}")
-            time.sleep(1.0)
+        try:
+            return f"ready: {ok(wait_ready(self.client, self.args.wait, interval=1.0))}"
+        except TimeoutError as err:
+            raise CheckFailed(f"/readyz not ready: {err}") from None
 
     def version(self) -> str:
         """/version reports the expected model version."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import logging
 import time
-from pathlib import Path
 from typing import IO
 
 from flask import Flask, Request, Response, g, jsonify, render_template, request
@@ -13,8 +12,8 @@ from PIL import Image
 from werkzeug.exceptions import HTTPException
 
 from app import metrics
-from app.config import SAMPLES_DIR, Config
-from app.food11 import CLASS_NAMES, folder_name
+from app.config import Config, sample_file
+from app.food11 import CLASS_NAMES
 from app.images import BadImage, decode_image
 from app.predictor import Prediction, PredictionError, Predictor, read_version
 
@@ -33,11 +32,6 @@ class InMemoryRequest(Request):
     ) -> IO[bytes]:
         """Buffer each upload in memory; MAX_CONTENT_LENGTH bounds its size."""
         return io.BytesIO()
-
-
-def sample_file(class_name: str, samples_dir: Path = SAMPLES_DIR) -> Path:
-    """The bundled sample photo of a class."""
-    return samples_dir / f"{folder_name(class_name)}.jpg"
 
 
 def prediction_json(prediction: Prediction, version: str | None) -> dict:

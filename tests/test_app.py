@@ -18,8 +18,8 @@ import torch
 from flask.testing import FlaskClient
 from PIL import Image
 
-from app.config import SAMPLES_DIR, Config
-from app.food11 import CLASS_NAMES, IMAGE_SIZE, eval_transform, folder_name
+from app.config import Config, sample_file
+from app.food11 import CLASS_NAMES, IMAGE_SIZE, eval_transform
 from app.images import decode_image
 from app.predictor import ModelLoadError, load_model
 from app.web import create_app
@@ -57,7 +57,7 @@ def client(config: Config) -> FlaskClient:
 
 def sample_bytes(class_name: str) -> bytes:
     """The bundled sample photo of a class."""
-    return (SAMPLES_DIR / f"{folder_name(class_name)}.jpg").read_bytes()
+    return sample_file(class_name).read_bytes()
 
 
 def post(client: FlaskClient, data: bytes, filename: str = "photo.jpg", field: str = "file"):
