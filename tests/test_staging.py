@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.client import Client
+from app.client import Client, run_load
 from app.localserver import REPO, LocalServer, free_port
 from app.staging_tests import Suite, parse_args
 from tests.test_app import metric_value, png_claiming, sample_bytes
@@ -70,17 +71,38 @@ def test_staging_suite_passes_for_the_normal_model(normal_app: LocalServer) -> N
     assert "RESULT: PASS" in run.stdout
 
 
-def test_metrics_add_up_across_workers(normal_app: LocalServer) -> None:
+def served_per_worker(server: LocalServer, dest: Path) -> list[float]:
+    """POST /predict 200s counted by each worker, read from its own multiprocess metric file."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    (folder,) = re.findall(r"metrics in (\S+)", server.log())
+    counts = []
+    for i, db in enumerate(sorted(Path(folder).glob("counter_*.db"))):
+        alone = dest / str(i)  # a folder holding just this worker's file
+        alone.mkdir()
+        shutil.copy(db, alone)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(alone))
+        counts.append(registry.get_sample_value(
+            "gourmetgram_http_requests_total",
+            {"endpoint": "/predict", "method": "POST", "status": "200"}) or 0.0)
+    return counts
+
+
+def test_metrics_add_up_across_workers(normal_app: LocalServer, tmp_path: Path) -> None:
+    """/metrics sums every worker's counters, and under concurrent load both workers count."""
     client = Client(normal_app.url)
+    labels = {"endpoint": "/predict", "method": "POST", "status": "200"}
+    before = metric_value(client.get("/metrics").body.decode(), "gourmetgram_http_requests_total",
+                          **labels)
+    load = run_load(normal_app.url, sample_bytes("Egg"), 40, concurrency=4)
+    assert load.completed == 40, load.errors[:3]
     text = client.get("/metrics").body.decode()
-    before = metric_value(text, "gourmetgram_http_requests_total",
-                          endpoint="/predict", method="POST", status="200")
-    for _ in range(20):  # two workers share these
-        assert client.post_file("/predict", sample_bytes("Egg")).status == 200
-    text = client.get("/metrics").body.decode()
-    after = metric_value(text, "gourmetgram_http_requests_total",
-                         endpoint="/predict", method="POST", status="200")
-    assert after - before == 20
+    assert metric_value(text, "gourmetgram_http_requests_total", **labels) - before == 40
+    per_worker = served_per_worker(normal_app, tmp_path)
+    assert sum(count > 0 for count in per_worker) >= 2, per_worker  # both workers served
+    assert sum(per_worker) == before + 40
     assert metric_value(text, "gourmetgram_model_info", model_version=VERSION) == 1
 
 
