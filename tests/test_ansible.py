@@ -232,7 +232,9 @@ def test_workflow_settings_configmap_has_the_shared_keys() -> None:
         t for t in tasks("post_k8s/post_k8s_configure.yml") if "gourmetgram-config" in t["name"]
     ]
     definition = task["kubernetes.core.k8s"]["definition"]
-    assert definition["metadata"] == {"name": "gourmetgram-config", "namespace": "argo"}
+    assert definition["metadata"] == {
+        "name": "gourmetgram-config", "namespace": "argo",
+        "labels": {"workflows.argoproj.io/configmap-type": "Parameter"}}
     assert set(definition["data"]) == {"registry", "mlflow-uri", "repo-url", "repo-revision"}
 
 
@@ -375,3 +377,16 @@ def test_fetched_kubeconfig_and_downloads_stay_out_of_git() -> None:
     paths = ["ansible/k8s/kubeconfig", "build/manifests/argo-cd.yaml"]
     ignored = run("git", "check-ignore", *paths)
     assert ignored.stdout.split() == paths
+
+
+def test_kind_cell_timeout_outlasts_the_initial_build_waits() -> None:
+    """nbval must not kill notebook 6's build cell while the playbook may still be waiting."""
+    script = (REPO / "tools" / "kind_notebooks.sh").read_text()
+    (cell_s,) = map(int, re.findall(r"--nbval-cell-timeout=(\d+)", script))
+    per_wait = load(ANSIBLE / "group_vars" / "all.yml")["initial_build_timeout_s"]
+    plays = load(ANSIBLE / "argocd" / "workflow_build_init.yml")
+    wait = "{{ initial_build_timeout_s }}"
+    waits = sum(task.get("vars", {}).get("workflow_run_timeout_s") == wait
+                for play in plays for task in play.get("tasks", []))
+    assert waits == 2
+    assert cell_s > waits * per_wait

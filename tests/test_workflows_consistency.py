@@ -52,6 +52,8 @@ def written_config_map() -> dict:
 def test_workflows_read_only_keys_the_playbook_writes() -> None:
     cm = written_config_map()
     assert cm["metadata"]["namespace"] == "argo"
+    # Without this label Argo refuses valueFrom.configMapKeyRef in input parameters.
+    assert cm["metadata"]["labels"]["workflows.argoproj.io/configmap-type"] == "Parameter"
     refs = config_map_refs()
     assert {name for name, _ in refs} == {CONFIGMAP}
     assert {key for _, key in refs} == set(cm["data"]) == {
