@@ -16,6 +16,7 @@ import ops
 import pytest
 import rollout
 
+from tests.k8s_render import application
 from tests.mlflow_server import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,9 +41,14 @@ class FakeArgoCD:
     behaviour maps an image tag to what its pods do: "healthy" (the default), "stuck"
     (never ready, like an OOM-killed model), "degraded" (progress deadline exceeded) or
     "sync-error" (Argo CD cannot apply the manifests).
+
+    As in Argo CD, reconciledAt moves only on a full comparison: the one right after a sync
+    (in the same second as finishedAt), one asked for with the refresh annotation, and the
+    periodic one every `full_every` steps.
     """
 
-    def __init__(self, tag: str | None = "staging-1", behaviour: dict | None = None) -> None:
+    def __init__(self, tag: str | None = "staging-1", behaviour: dict | None = None,
+                 full_every: int = 150) -> None:
         params = ([{"name": "image.tag", "value": tag}] if tag else []) + [NODE_IP]
         source = {"repoURL": "https://example.org/lab.git", "path": "k8s/gourmetgram",
                   "helm": {"valueFiles": ["values.yaml"], "parameters": params}}
@@ -50,10 +56,13 @@ class FakeArgoCD:
                     "spec": {"source": source}, "status": {}}
         self.behaviour = behaviour or {}
         self.patches: list[dict] = []
+        self.refreshes = 0
+        self.full_every = full_every
         self.reads = 0
         self.clock = 0
         self._settle(self._live_tag())
-        self.app["status"]["health"] = {"status": "Healthy"}
+        self.app["status"].update(health={"status": "Healthy"},
+                                  reconciledAt="2026-12-01T00:00:00Z")
 
     def _live_tag(self) -> str:
         """The tag the pods would run: the parameter, else the values file's default."""
@@ -78,6 +87,10 @@ class FakeArgoCD:
     def patch(self, name: str, body: dict) -> dict:
         """Merge-patch the Application; a changed spec makes it OutOfSync."""
         assert name == "gourmetgram-staging"
+        if body == rollout.REFRESH_PATCH:  # a refresh request leaves the spec alone
+            self.refreshes += 1
+            merge_patch(self.app, body)
+            return copy.deepcopy(self.app)
         self.patches.append(copy.deepcopy(body))
         merge_patch(self.app, body)
         self.app["status"].setdefault("sync", {})["status"] = "OutOfSync"
@@ -87,9 +100,11 @@ class FakeArgoCD:
         status = self.app["status"]
         op_state = status.get("operationState") or {}
         self.clock += 1
-        now = f"2026-12-01T00:{self.clock // 60:02d}:{self.clock % 60:02d}Z"
-        if op_state.get("phase") != "Running":
-            # A sync that finishes in this step is assessed (reconciled) only in the next.
+        hours, rest = divmod(self.clock, 3600)
+        now = f"2026-12-01T{hours:02d}:{rest // 60:02d}:{rest % 60:02d}Z"
+        annotations = self.app["metadata"].get("annotations") or {}
+        asked = annotations.pop("argocd.argoproj.io/refresh", None)
+        if (asked or self.clock % self.full_every == 0) and op_state.get("phase") != "Running":
             status["reconciledAt"] = now
         if "operation" in self.app:
             status["operationState"] = {"operation": self.app.pop("operation"), "phase": "Running"}
@@ -99,6 +114,7 @@ class FakeArgoCD:
                 op_state.update(phase="Failed", message="one or more objects failed to apply")
             else:
                 op_state.update(phase="Succeeded", finishedAt=now)
+                status["reconciledAt"] = now  # the full comparison right after a sync
                 self._settle(tag)
         elif status["health"]["status"] == "Progressing":
             self.progress += 1
@@ -142,6 +158,36 @@ def test_healthy_rollout_sets_the_tag_and_keeps_other_parameters() -> None:
         {"name": "rolloutId", "value": request}]
     assert fake.app["status"]["health"]["status"] == "Healthy"
     assert patch["operation"]["sync"] == {"syncStrategy": {"hook": {}}}
+
+
+def test_a_sync_assessed_in_its_own_second_gets_a_full_refresh() -> None:
+    """Pod events never move reconciledAt; without a refresh the deploy would wait minutes."""
+    fake = FakeArgoCD(full_every=10_000)
+    previous, clock = deploy(fake, "staging-2", timeout=60)
+    assert previous == "staging-1" and fake.refreshes >= 1 and clock.now < 60
+
+    class NoRefresh:  # the same controller, with the refresh requests lost
+        def get(self, name: str) -> dict:
+            return stuck.get(name)
+
+        def patch(self, name: str, body: dict) -> dict:
+            return stuck.app if body == rollout.REFRESH_PATCH else stuck.patch(name, body)
+
+    stuck = FakeArgoCD(full_every=10_000)
+    clock = FakeClock()
+    ok, why = rollout.set_tag(NoRefresh(), "gourmetgram-staging", "staging-2", timeout=60,
+                              poll=1.0, clock=clock, sleep=clock.sleep, log=lambda _: None)
+    assert not ok and rollout.NOT_ASSESSED in why
+
+
+def test_our_sync_carries_the_applications_sync_options() -> None:
+    """Argo CD reads sync options from the operation, so the patch must repeat the spec's."""
+    app = application("staging")
+    operation = rollout.tag_patch(app, "staging-2", "staging-2/test")["operation"]
+    assert operation["sync"]["syncOptions"] == app["spec"]["syncPolicy"]["syncOptions"]
+    assert {"ServerSideApply=true", "CreateNamespace=true"} <= set(
+        operation["sync"]["syncOptions"])
+    assert operation["sync"]["prune"] is True
 
 
 def test_a_stale_degraded_status_of_the_same_tag_is_redeployed() -> None:

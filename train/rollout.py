@@ -21,6 +21,10 @@ ARGOCD_NAMESPACE = "argocd"
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # Marks the sync operations this module starts, so a failure is blamed on the right one.
 REQUEST_INFO = "gourmetgram-request"
+NOT_ASSESSED = "Argo CD has not assessed the synced application yet"
+# What `argocd app get --refresh` does: ask for a full comparison, which moves reconciledAt
+# (events from the pods only trigger lighter ones, which leave it alone).
+REFRESH_PATCH = {"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}
 
 
 class ClusterError(Exception):
@@ -83,13 +87,21 @@ def tag_patch(app: dict, tag: str | None, request: str) -> dict:
     if tag is not None:
         params.append({"name": TAG_PARAMETER, "value": tag})
     params.append({"name": ROLLOUT_PARAMETER, "value": request})
+    # Argo CD takes a sync's options from the operation alone (its API server copies them in
+    # from the spec; this patch bypasses the API server), so they are copied here.
+    policy = app["spec"].get("syncPolicy") or {}
+    sync: dict = {"syncStrategy": {"hook": {}}}
+    if policy.get("syncOptions"):
+        sync["syncOptions"] = list(policy["syncOptions"])
+    if (policy.get("automated") or {}).get("prune"):
+        sync["prune"] = True
     return {
         # A merge patch replaces lists whole, so the other parameters are sent back unchanged.
         "spec": {"source": {"helm": {"parameters": params}}},
         "operation": {
             "initiatedBy": {"username": "gourmetgram-ops", "automated": False},
             "info": [{"name": REQUEST_INFO, "value": request}],
-            "sync": {"syncStrategy": {"hook": {}}},
+            "sync": sync,
         },
     }
 
@@ -124,7 +136,7 @@ def state(app: dict, tag: str | None, request: str) -> tuple[str, str]:
         return "waiting", f"sync {sync.get('status', 'Unknown')}"
     # Strictly later: a refresh in the same second may have started before the sync ended.
     if status.get("reconciledAt", "") <= op.get("finishedAt", ""):
-        return "waiting", "Argo CD has not assessed the synced application yet"
+        return "waiting", NOT_ASSESSED
     images = (status.get("summary") or {}).get("images") or []
     if tag is not None and not any(i.endswith(":" + tag) for i in images):
         return "waiting", f"no pod runs tag {tag} yet"
@@ -162,6 +174,8 @@ def wait(
             return False, why
         if clock() >= deadline:
             return False, f"not healthy after {timeout:.0f}s ({why})"
+        if why == NOT_ASSESSED:  # else the next full comparison may be minutes away
+            api.patch(name, REFRESH_PATCH)
         sleep(poll)
 
 
