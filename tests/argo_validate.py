@@ -128,12 +128,20 @@ def event_bus_problems(doc: dict) -> list[str]:
     if not isinstance(jetstream, dict):
         return [*problems, ".spec.jetstream is required"]
     problems += [f"unknown field .spec.jetstream.{k}" for k in jetstream
-                 if k not in {"version", "replicas", "persistence", "containerTemplate"}]
+                 if k not in {"version", "replicas", "persistence", "containerTemplate",
+                              "streamConfig"}]
     version = jetstream.get("version")
     if not isinstance(version, str) or not re.fullmatch(r"\d+\.\d+\.\d+", version):
         problems.append(f".spec.jetstream.version must be a pinned NATS version, not {version!r}")
-    if not isinstance(jetstream.get("replicas", 1), int):
+    replicas = jetstream.get("replicas", 3)
+    if not isinstance(replicas, int):
         problems.append(".spec.jetstream.replicas must be an integer")
+    stream = yaml.safe_load(jetstream.get("streamConfig") or "") or {}
+    if not isinstance(stream, dict):
+        problems.append(".spec.jetstream.streamConfig must be a YAML mapping in a string")
+    elif stream.get("replicas", 3) > replicas:  # 3: the controller's default
+        problems.append(f"streams want {stream.get('replicas', 3)} replicas, "
+                        f"the bus has {replicas}: set streamConfig replicas")
     return problems
 
 
@@ -404,16 +412,19 @@ def mutex_names(sync: dict | None) -> set[str]:
 
 
 def mutex_problems(docs: list[tuple[str, dict]]) -> list[str]:
-    """Every workflow that moves aliases holds MUTEX, at workflow level only."""
+    """Every workflow that moves aliases holds MUTEX, at workflow level only, with a deadline."""
     catalog = Catalog(docs)
     problems = []
     for name, wft in catalog.templates.items():
         spec = wft["spec"]
         entry = {t["name"]: t for t in spec["templates"]}.get(spec.get("entrypoint"), {})
         generic = name == "gourmetgram-ops"  # runs any command, alias moves included
-        if (generic or runs_alias_commands(catalog, wft, entry)) and MUTEX not in mutex_names(
-                spec.get("synchronization")):
+        holds = MUTEX in mutex_names(spec.get("synchronization"))
+        if (generic or runs_alias_commands(catalog, wft, entry)) and not holds:
             problems.append(f"{name} moves model aliases but does not hold the mutex {MUTEX}")
+        if holds and not spec.get("activeDeadlineSeconds"):
+            # A pod stuck Pending would otherwise keep every other alias move waiting.
+            problems.append(f"{name} holds {MUTEX} without spec.activeDeadlineSeconds")
         for t in spec["templates"]:
             # A template-level lock would deadlock when a workflow holding it calls the template.
             if MUTEX in mutex_names(t.get("synchronization")):

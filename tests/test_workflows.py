@@ -118,8 +118,12 @@ def test_schema_check_catches_event_mistakes() -> None:
     sensor["spec"]["dependencies"][0]["eventSource"] = "x"
     assert any("eventSource" in p for p in validate.schema_problems(sensor))
     bus = copy.deepcopy(by_kind("EventBus")["default"])
+    assert validate.schema_problems(bus) == []
     bus["spec"]["jetstream"]["version"] = "latest"
     assert validate.schema_problems(bus)
+    one_server = copy.deepcopy(by_kind("EventBus")["default"])
+    del one_server["spec"]["jetstream"]["streamConfig"]  # streams would want 3 replicas
+    assert any("streamConfig replicas" in p for p in validate.schema_problems(one_server))
 
 
 def test_reference_check_catches_a_missing_template() -> None:
@@ -195,6 +199,11 @@ def test_mutex_check_catches_a_missing_lock_and_a_deadlock() -> None:
         doc["spec"]["templates"][0]["synchronization"] = {"mutexes": [{"name": validate.MUTEX}]}
     assert any("at workflow level only" in p
                for p in validate.mutex_problems(mutated("deploy-container-image", nest)))
+
+    def forever(doc: dict) -> None:
+        del doc["spec"]["activeDeadlineSeconds"]
+    assert validate.mutex_problems(mutated("promote-model", forever)) == [
+        f"promote-model holds {validate.MUTEX} without spec.activeDeadlineSeconds"]
 
 
 # ---- the shape of the lab ----------------------------------------------------------------
