@@ -390,3 +390,23 @@ def test_kind_cell_timeout_outlasts_the_initial_build_waits() -> None:
                 for play in plays for task in play.get("tasks", []))
     assert waits == 2
     assert cell_s > waits * per_wait
+
+
+def test_playbooks_that_use_external_ip_gather_node1_facts_first() -> None:
+    """external_ip reads node1's facts, and nothing caches facts between playbook runs."""
+    assert "ansible_default_ipv4" in load(ANSIBLE / "group_vars" / "all.yml")["external_ip"]
+    users = [p for p in PLAYBOOKS if "external_ip" in (ANSIBLE / p).read_text()]
+    assert "post_k8s/post_k8s_configure.yml" in users
+    for playbook in users:
+        plays = load(ANSIBLE / playbook)
+        first_use = next(i for i, play in enumerate(plays) if "external_ip" in yaml.safe_dump(play))
+        gatherers = [play for play in plays[:first_use + 1]
+                     if play["hosts"] in ("node1", "all") and play.get("gather_facts", True)]
+        assert gatherers, f"{playbook} uses external_ip without gathering node1's facts first"
+
+
+def test_the_notebooks_install_the_pinned_kubernetes_client() -> None:
+    """kubernetes.core needs the Python client where Ansible runs: the Jupyter server."""
+    (pin,) = re.findall(r"^kubernetes==(\S+)", (REPO / "requirements-dev.txt").read_text(), re.M)
+    setup = (REPO / "snippets" / "2_setup_env.md").read_text()
+    assert f"kubernetes=={pin}" in setup
