@@ -36,7 +36,7 @@ variable "nodes" {
 }
 
 variable "reservation" {
-  description = "Flavor id of the Blazar lease's CPU flavor reservation (the reserved flavor, not m1.large itself)"
+  description = "Flavor id of the Blazar lease's CPU flavor reservation (the reserved flavor, not m1.medium itself)"
   type        = string
 
   validation {
