@@ -310,6 +310,7 @@ def test_mlflow_command_line_is_accepted_by_the_pinned_mlflow() -> None:
     assert context.params["serve_artifacts"] is True
     assert context.params["artifacts_destination"] == "s3://mlflow-artifacts"
     assert context.params["port"] == 8000
+    assert context.params["cors_allowed_origins"].startswith("http://")
     env = {e["name"]: e.get("value") for e in container["env"]}
     backend = env["MLFLOW_BACKEND_STORE_URI"]
     assert backend.startswith("postgresql+psycopg2://mlflow:$(POSTGRES_PASSWORD)@")
@@ -344,6 +345,24 @@ def test_mlflow_allowed_hosts(host: str, allowed: bool) -> None:
     assert probes
     for probe in probes:
         assert is_health_endpoint(probe["httpGet"]["path"]), probe
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("http://203.0.113.10:8000", True),  # the floating IP, where students browse
+        ("http://192.0.2.11:8000", True),
+        ("http://localhost:8000", True),  # kind's port mapping
+        ("http://attacker.example:8000", False),
+    ],
+)
+def test_mlflow_ui_may_write_from_the_addresses_students_browse(origin: str, allowed: bool):
+    """The UI's POSTs carry an Origin header; check it with MLflow's own CORS rule."""
+    from mlflow.server.security_utils import should_block_cors_request
+
+    (flag,) = [a for a in mlflow_container()["args"] if a.startswith("--cors-allowed-origins=")]
+    origins = flag.split("=", 1)[1].split(",")
+    assert should_block_cors_request(origin, "POST", origins) is not allowed
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)

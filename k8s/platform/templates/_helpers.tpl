@@ -62,6 +62,16 @@ nodePort: {{ required (printf "%s is required when serviceType is NodePort" .nam
 {{- end }}
 
 {{/*
+Origins whose browsers may change things through MLflow's API (the UI's own POSTs send an
+Origin header, and MLflow exempts only localhost): the addresses students browse to.
+*/}}
+{{- define "platform.mlflowCorsOrigins" -}}
+{{- $origins := list -}}
+{{- range concat (compact (list .Values.externalIP .Values.floatingIP)) .Values.mlflow.extraAllowedHosts | uniq }}{{ $origins = append $origins (printf "http://%s:*" .) }}{{ end -}}
+{{- join "," $origins -}}
+{{- end }}
+
+{{/*
 The Host headers MLflow accepts (MLflow 3 rejects others with 403 "Invalid Host header").
 A browser or client sends "name:port", so each name is allowed bare and with any port.
 */}}
