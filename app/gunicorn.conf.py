@@ -23,6 +23,9 @@ timeout = _config.timeout_s
 graceful_timeout = 30
 accesslog = "-"
 errorlog = "-"
+# gunicorn's control socket (for `gunicornc`) lives under $HOME, which the image's user lacks;
+# the app needs none of it.
+control_socket_disable = True
 
 # Heartbeat and metric files belong in memory, not on a container's overlay disk.
 _SHM = Path("/dev/shm")

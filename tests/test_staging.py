@@ -23,9 +23,14 @@ LOAD = ["--requests", "40", "--concurrency", "4"]
 
 
 def serve(model: Path, tmp_path: Path) -> LocalServer:
-    """A two-worker gunicorn serving `model` as version VERSION (not yet started)."""
+    """A two-worker gunicorn serving `model` as version VERSION (not yet started).
+
+    HOME cannot be created, even by root: the image's user has no home (app/Dockerfile).
+    """
     (tmp_path / "versions.txt").write_text(f"{VERSION}\n")
-    return LocalServer(model, tmp_path / "versions.txt", tmp_path / "gunicorn.log", WORKERS="2")
+    (tmp_path / "a-file").write_text("")
+    return LocalServer(model, tmp_path / "versions.txt", tmp_path / "gunicorn.log", WORKERS="2",
+                       HOME=str(tmp_path / "a-file" / "home"))
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +74,7 @@ def test_staging_suite_passes_for_the_normal_model(normal_app: LocalServer) -> N
     assert sum(name.startswith("predict ") for name in checks) == 11
     assert re.search(r"load: 40/40 ok, 0 errors, .* req/s, p50 .* p95 .* p99", run.stdout)
     assert "RESULT: PASS" in run.stdout
+    assert "[ERROR]" not in normal_app.log()  # e.g. gunicorn's control socket under $HOME
 
 
 def served_per_worker(server: LocalServer, dest: Path) -> list[float]:
