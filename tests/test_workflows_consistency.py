@@ -170,3 +170,18 @@ def test_the_images_run_the_commands_the_workflows_give_them() -> None:
     assert suite["command"][:3] == ["python", "-m", "app.staging_tests"]
     args = parse_args(filled(suite["command"][3:], {"version": "3"}))
     assert args.expect_version == "3" and args.url.endswith(":8081")
+
+
+def test_deploys_outwait_the_deployments_progress_deadline() -> None:
+    """A version that never gets ready must show as Degraded before the deploy step gives up."""
+    import ops
+
+    from tests.k8s_render import case, render
+
+    for env in ENVIRONMENTS:
+        (deployment,) = [o for o in render(case(env, "cloud")) if o["kind"] == "Deployment"]
+        assert deployment["spec"]["progressDeadlineSeconds"] < ops.DEPLOY_TIMEOUT_S
+    (deploy,) = [t for _, doc in DOCS if doc["metadata"]["name"] == "deploy-container-image"
+                 for t in doc["spec"]["templates"] if t["name"] == "deploy"]
+    (timeout,) = [p for p in deploy["inputs"]["parameters"] if p["name"] == "timeout"]
+    assert float(timeout["value"]) == ops.DEPLOY_TIMEOUT_S

@@ -30,6 +30,9 @@ from mlflow.tracking import MlflowClient
 
 OK, REFUSED, USAGE, RESTORED, NOT_RESTORED, UNREACHABLE = 0, 1, 2, 3, 4, 5
 FAILED = REFUSED  # any other error, e.g. an --out folder that cannot be written
+# Longer than the chart's progressDeadlineSeconds (300), so that a version that never gets
+# ready shows as Degraded, and fails the deploy at once, before this wait runs out.
+DEPLOY_TIMEOUT_S = 360.0
 # MLflow error codes that mean "the server could not answer", not "the server said no".
 TRANSIENT_MLFLOW = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
 
@@ -168,8 +171,8 @@ def parser() -> argparse.ArgumentParser:
     cmd = add("deploy", cmd_deploy)
     cmd.add_argument("--env", required=True, choices=envs)
     cmd.add_argument("--tag", required=True, help="image tag, e.g. staging-3")
-    cmd.add_argument("--timeout", type=float, default=300.0,
-                     help="seconds to wait for Healthy+Synced (default 300)")
+    cmd.add_argument("--timeout", type=float, default=DEPLOY_TIMEOUT_S,
+                     help=f"seconds to wait for Healthy+Synced (default {DEPLOY_TIMEOUT_S:g})")
     cmd.add_argument("--poll", type=float, default=5.0, help="seconds between checks")
     cmd.add_argument("--api-server", help="Kubernetes API URL, e.g. http://127.0.0.1:8001 "
                      "from `kubectl proxy` (default: the in-cluster service account)")
