@@ -23,6 +23,9 @@ step() {
 }
 
 cleanup() {
+  step "Saving the cluster's state and logs to $out, for a failed run"
+  kubectl get all,applications,workflows -A -o wide >"$out/cluster-state.txt" 2>&1 || true
+  kind export logs "$out/kind-logs" --name gourmetgram >/dev/null 2>&1 || true
   step "Deleting the kind cluster and the registry"
   kind delete cluster --name gourmetgram || true
   docker rm -f kind-registry || true
