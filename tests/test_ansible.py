@@ -410,3 +410,16 @@ def test_the_notebooks_install_the_pinned_kubernetes_client() -> None:
     (pin,) = re.findall(r"^kubernetes==(\S+)", (REPO / "requirements-dev.txt").read_text(), re.M)
     setup = (REPO / "snippets" / "2_setup_env.md").read_text()
     assert f"kubernetes=={pin}" in setup
+
+
+def test_the_gpu_node_gets_the_runtime_containerd_is_told_to_use() -> None:
+    """Kubespray makes nvidia-container-runtime the default; pre_k8s must install it first."""
+    gpu_vars = load(KUBESPRAY_INVENTORY / "group_vars" / "gpu.yml")
+    (runtime,) = [r for r in gpu_vars["containerd_additional_runtimes"]
+                  if r["name"] == gpu_vars["containerd_default_runtime"]]
+    (play,) = [p for p in load(ANSIBLE / "pre_k8s" / "pre_k8s_configure.yml")
+               if p["hosts"] == "gpu"]
+    assert play["vars"]["pre_k8s_nvidia_runtime"] == runtime["options"]["BinaryName"]
+    installs = [t["ansible.builtin.apt"]["name"] for t in play["tasks"]
+                if "ansible.builtin.apt" in t]
+    assert installs == ["nvidia-container-toolkit"]
