@@ -246,3 +246,22 @@ def test_a_skipped_evaluation_test_is_not_a_pass():
     assert not Evaluation(0, passed=7, failed=0, total=8).ok  # one gate skipped
     assert not Evaluation(1, passed=7, failed=1, total=8).ok
     assert not Evaluation(0, passed=0, failed=0, total=0).ok
+
+
+def test_a_required_gpu_that_is_missing_fails_before_any_run(tmp_path: Path, monkeypatch) -> None:
+    """device=cuda (the workflow's gpu=true) never trains on the CPU by accident."""
+    import flow
+    from trainer import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU-only torch
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type == "cpu"
+    with pytest.raises(ConfigError, match="sees no GPU.*CUDA training image"):
+        pick_device("cuda")
+    with pytest.raises(ConfigError, match="device must be one of"):
+        load_config({"device": "tpu"}, env={})
+    monkeypatch.setenv(config.ENV_NAMES["device"], "cuda")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # never reached
+    version_file = tmp_path / "version"
+    assert flow.main(["normal", "--version-file", str(version_file)]) == flow.EXIT_BAD_INPUT
+    assert version_file.read_text() == ""

@@ -230,7 +230,13 @@ def test_train_model_parameters() -> None:
 def test_gpu_patch_targets_the_gpu_node_only_when_asked() -> None:
     gpu, cpu = validate.pod_spec_patches(template("train-model", "train"))
     assert gpu["nodeSelector"] == {"gourmetgram.io/gpu": "true"}
-    assert gpu["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    (main,) = gpu["containers"]
+    assert main["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    # No silent fallback to the CPU: the trainer fails when torch sees no GPU.
+    assert {"name": config.ENV_NAMES["device"], "value": "cuda"} in main["env"]
+    (shm,) = [m for m in main["volumeMounts"] if m["mountPath"] == "/dev/shm"]
+    (volume,) = [v for v in gpu["volumes"] if v["name"] == shm["name"]]
+    assert volume["emptyDir"]["medium"] == "Memory"
     assert cpu == {}
     assert "inputs.parameters.gpu == 'true'" in template("train-model", "train")["podSpecPatch"]
 

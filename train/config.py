@@ -38,6 +38,7 @@ SERVING_MEMORY_LIMIT = "1Gi"
 OVERSIZE_FACTOR = 1.25
 
 WEIGHT_CHOICES = ("auto", "imagenet", "none")
+DEVICE_CHOICES = ("auto", "cuda", "cpu")
 
 
 def tracking_uri() -> str:
@@ -64,6 +65,7 @@ class TrainConfig:
     head_lr: float = 1e-3
     finetune_lr: float = 1e-3
     num_workers: int = -1  # -1: 0 on a CPU, 4 when a GPU is present
+    device: str = "auto"  # auto: the GPU if torch sees one; cuda: fail without one (gpu=true)
     seed: int = 0
     # Evaluation (the pytest suite in train/tests/ reads these).
     min_accuracy: float = 0.75
@@ -110,6 +112,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError("learning rates and the latency budget must be positive")
     if cfg.weights not in WEIGHT_CHOICES:
         raise ConfigError(f"weights must be one of {WEIGHT_CHOICES}, got {cfg.weights!r}")
+    if cfg.device not in DEVICE_CHOICES:
+        raise ConfigError(f"device must be one of {DEVICE_CHOICES}, got {cfg.device!r}")
     return cfg
 
 

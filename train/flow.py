@@ -129,6 +129,7 @@ def log_evaluation(result: Evaluation, workdir: Path) -> None:
 def run_pipeline(scenario: str, cfg: TrainConfig, timings: dict[str, float]) -> str:
     """Run every stage; return the registered version, or '' when evaluation failed."""
     start = time.perf_counter()
+    device = pick_device(cfg.device)  # fails here, before any run, when a GPU was required
     counts = check_dataset(cfg.data_dir)
     print(f"[data] {cfg.data_dir}: {counts}", flush=True)
     uri = config.tracking_uri()
@@ -141,7 +142,7 @@ def run_pipeline(scenario: str, cfg: TrainConfig, timings: dict[str, float]) -> 
         workdir = Path(tmp)
         print(f"[mlflow] run {run.info.run_id} at {uri}", flush=True)
         start = time.perf_counter()
-        mlflow.set_tags({"scenario": scenario, "device": pick_device().type})
+        mlflow.set_tags({"scenario": scenario, "device": device.type})
         mlflow.log_params({**dataclasses.asdict(cfg), "scenario": scenario,
                            **{f"images_{k}": v for k, v in counts.items()}})
         model = train_scenario(scenario, cfg,

@@ -19,9 +19,16 @@ from app.food11 import eval_transform, train_transform
 EpochCallback = Callable[[dict[str, float]], None]
 
 
-def pick_device() -> torch.device:
-    """The GPU when one is present, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def pick_device(wanted: str = "auto") -> torch.device:
+    """The device to train on: `wanted` (auto, cuda, cpu); auto takes the GPU if there is one."""
+    if wanted != "cpu" and torch.cuda.is_available():
+        return torch.device("cuda")
+    if wanted == "cuda":
+        raise config.ConfigError(
+            f"device=cuda, but torch {torch.__version__} sees no GPU (built for CUDA "
+            f"{torch.version.cuda or 'none'}): build the CUDA training image first "
+            "(notebook 7, 'Training on the H100 node')")
+    return torch.device("cpu")
 
 
 def _workers(cfg: TrainConfig, device: torch.device) -> int:
@@ -56,7 +63,7 @@ def fit(
 ) -> nn.Module:
     """Train model on data_dir/training, keep the weights with the best validation accuracy."""
     torch.manual_seed(cfg.seed)
-    device = pick_device()
+    device = pick_device(cfg.device)
     workers = _workers(cfg, device)
     size = model.input_size
     train_loader = make_loader(data_dir, "training", train_transform(size), cfg.batch_size,
