@@ -49,19 +49,18 @@ class LocalServer:
         try:
             wait_ready(client, timeout, interval=0.25, check=self._still_running)
             return self
-        except TimeoutError as err:
+        except BaseException as err:
             self.stop()
-            raise RuntimeError(f"the app was not ready within {timeout:g} s ({err}):\n"
-                               f"{self.log()}") from None
-        except BaseException:
-            self.stop()
+            if isinstance(err, TimeoutError):
+                raise RuntimeError(f"the app was not ready within {timeout:g} s ({err}):\n"
+                                   f"{self.log()}") from None
             raise
         finally:
             client.close()
 
     def _still_running(self) -> None:
         """Raise RuntimeError, with the log, if gunicorn has exited."""
-        if self.proc is not None and self.proc.poll() is not None:
+        if self.proc.poll() is not None:
             raise RuntimeError(f"gunicorn exited with {self.proc.returncode}:\n{self.log()}")
 
     def log(self) -> str:

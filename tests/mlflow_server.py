@@ -11,9 +11,6 @@ from pathlib import Path
 
 from app.localserver import free_port
 
-__all__ = ["MlflowServer", "free_port"]
-
-
 
 class MlflowServer:
     """A lean `mlflow server` (SQLite + local artifacts) in a temporary folder."""

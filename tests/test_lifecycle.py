@@ -9,7 +9,8 @@ import lifecycle
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.mlflow_server import MlflowServer, free_port
+from app.localserver import free_port
+from tests.mlflow_server import MlflowServer
 
 _names = itertools.count()
 

@@ -10,7 +10,8 @@ import ops
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.mlflow_server import MlflowServer, free_port
+from app.localserver import free_port
+from tests.mlflow_server import MlflowServer
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -16,8 +16,8 @@ import ops
 import pytest
 import rollout
 
+from app.localserver import free_port
 from tests.k8s_render import application
-from tests.mlflow_server import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_IP = {"name": "service.externalIPs[0]", "value": "192.0.2.11"}

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from sample_data import LOOKS, make_sample_set, write_app_samples
 
+from app.config import sample_file
 from app.food11 import CLASS_NAMES, folder_name
 
 
@@ -80,7 +81,7 @@ def test_app_samples_are_committed_small_and_readable(repo: Path, tmp_path: Path
     """app/samples/ holds one small JPEG per class, the ones write_app_samples makes now."""
     committed = repo / "app" / "samples"
     for name in CLASS_NAMES:
-        path = committed / f"{folder_name(name)}.jpg"
+        path = sample_file(name, committed)
         assert path.is_file(), path
         assert path.stat().st_size < 8000
         with Image.open(path) as img:

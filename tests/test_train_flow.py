@@ -13,7 +13,7 @@ import config
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.mlflow_server import free_port
+from app.localserver import free_port
 
 MODEL, ALIAS = config.MODEL_NAME, config.DEV_ALIAS
 # One head epoch and no quality bar: for tests about plumbing, not accuracy.

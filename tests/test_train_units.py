@@ -23,7 +23,7 @@ from model import (
 from torch.utils.data import DataLoader
 
 from app.food11 import CLASS_NAMES, IMAGE_SIZE, eval_transform, folder_name
-from tests.mlflow_server import free_port
+from app.localserver import free_port
 
 # ---- config ----------------------------------------------------------------
 

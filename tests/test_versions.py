@@ -81,3 +81,14 @@ def test_kubectl_image_matches_the_cluster() -> None:
 def test_minor_check_rejects_a_mismatch() -> None:
     # The helper must be able to tell minors apart, or the tests above prove nothing.
     assert minor_of("v1.34.3") != minor_of("1.35.4")
+
+
+def test_prose_names_the_pinned_training_image_tag() -> None:
+    """Docs that quote the training image's tag quote the one versions.yml pins."""
+    pin = str(versions()["train_image_tag"])
+    docs = [*sorted((REPO / "snippets").glob("*.md")), REPO / "workflows" / "README.md",
+            REPO / "workflows" / "build-train-image.yaml"]
+    quoted = {(doc.name, tag) for doc in docs
+              for tag in re.findall(r"gourmetgram-train:(\d+(?:\.\d+)*(?:-\w+)?)", doc.read_text())}
+    assert quoted, "no document quotes the tag: drop this test or the pattern"
+    assert {tag for _, tag in quoted} == {pin}, quoted

@@ -71,7 +71,7 @@ done
 
 step "Executing them with nbval (cells tagged chameleon are skipped)"
 # One cell of notebook 6 waits for two builds in turn, each up to initial_build_timeout_s
-# (3600 s, ansible/group_vars/all.yml), so a cell may take longer than an hour.
+# (ansible/group_vars/all.yml); a test keeps this cell timeout above both waits.
 LAB_HAS_CLUSTER=1 pytest --nbval-lax -p tests.nbval_gate -o addopts=-ra \
   --nbval-cell-timeout=7500 --nbval-save-dir "$out/executed" --junitxml "$out/junit.xml" \
   "$out"/6_configure_platform.ipynb "$out"/7_lifecycle_part_1.ipynb "$out"/8_lifecycle_part_2.ipynb \
