@@ -331,6 +331,20 @@ def variable_problems(catalog: Catalog, wft: dict, template: dict, referenced: b
     return problems
 
 
+SWITCH = re.compile(
+    r"\{\{=\s*(?:inputs|workflow)\.parameters\.([\w-]+) == 'true' \? '([^']*)' : '([^']*)'\s*\}\}"
+)
+
+
+def branches(text: str) -> dict[str, str]:
+    """text with a flag parameter "false" and "true": `{{= flag == 'true' ? 'a' : 'b' }}`."""
+    flags = set(SWITCH.findall(text))
+    if len({flag for flag, *_ in flags}) > 1 or SWITCH.sub("", text).count("{{="):
+        raise ValueError(f"not a switch on one flag: {text}")
+    return {value: SWITCH.sub(lambda m, v=value: m[2] if v == "true" else m[3], text)
+            for value in ("false", "true")}
+
+
 def pod_spec_patches(template: dict) -> list[dict]:
     """The JSON patches a podSpecPatch can produce (each branch of an expression)."""
     text = template.get("podSpecPatch")

@@ -235,7 +235,8 @@ def test_workflow_settings_configmap_has_the_shared_keys() -> None:
     assert definition["metadata"] == {
         "name": "gourmetgram-config", "namespace": "argo",
         "labels": {"workflows.argoproj.io/configmap-type": "Parameter"}}
-    assert set(definition["data"]) == {"registry", "mlflow-uri", "repo-url", "repo-revision"}
+    assert set(definition["data"]) == {
+        "registry", "train-image", "mlflow-uri", "repo-url", "repo-revision"}
 
 
 def manifests() -> list[dict[str, Any]]:

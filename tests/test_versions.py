@@ -87,8 +87,12 @@ def test_prose_names_the_pinned_training_image_tag() -> None:
     """Docs that quote the training image's tag quote the one versions.yml pins."""
     pin = str(versions()["train_image_tag"])
     docs = [*sorted((REPO / "snippets").glob("*.md")), REPO / "workflows" / "README.md",
-            REPO / "workflows" / "build-train-image.yaml"]
-    quoted = {(doc.name, tag) for doc in docs
-              for tag in re.findall(r"gourmetgram-train:(\d+(?:\.\d+)*(?:-\w+)?)", doc.read_text())}
+            REPO / "workflows" / "build-train-image.yaml", REPO / "train" / "Dockerfile",
+            *sorted((REPO / "book").glob("*.md")), REPO / "CONTRIBUTING.md"]
+    pattern = r"gourmetgram-train:(\d+(?:\.\d+)*)(-\w+)?"
+    quoted = {(doc.name, tag, suffix) for doc in docs
+              for tag, suffix in re.findall(pattern, doc.read_text())}
     assert quoted, "no document quotes the tag: drop this test or the pattern"
-    assert {tag for _, tag in quoted} == {pin}, quoted
+    assert {tag for _, tag, _ in quoted} == {pin}, quoted
+    # The one variant is the CUDA build that build-train-image -p gpu=true pushes.
+    assert {suffix for _, _, suffix in quoted} <= {"", "-cuda"}, quoted

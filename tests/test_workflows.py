@@ -316,20 +316,42 @@ def images() -> list[str]:
     return found
 
 
+TRAIN_IMAGE = "{{inputs.parameters.train-image}}"  # from the ConfigMap gourmetgram-config
+
+
 def test_every_image_is_pinned_and_known() -> None:
     pins = versions()
-    train = f"{{{{inputs.parameters.registry}}}}/gourmetgram-train:{pins['train_image_tag']}"
     app = "{{inputs.parameters.registry}}/gourmetgram-app:"
-    for image in images():
+    found = {variant for image in images() for variant in validate.branches(image).values()}
+    for image in found - {TRAIN_IMAGE, TRAIN_IMAGE + "-cuda"}:
         name, _, tag = image.rpartition(":")
         assert name and tag and tag != "latest", image
-        assert image in (train, pins["buildkit_image"], pins["crane_image"]) or (
+        assert image in (pins["buildkit_image"], pins["crane_image"]) or (
             image.startswith(app)), image
     assert pins["buildkit_image"].endswith("-rootless")
-    assert {train, pins["buildkit_image"], pins["crane_image"]} <= set(images())
-    # The image build-train-image pushes is the one the other templates run.
-    args = template("build-train-image", "build")["container"]["args"]
-    assert f"--output=type=image,name={train},push=true,registry.insecure=true" in args
+    assert {TRAIN_IMAGE, pins["buildkit_image"], pins["crane_image"]} <= found
+    # Only training on the GPU node runs the CUDA image.
+    cuda = [i for i in images() if validate.branches(i)["true"].endswith("-cuda")]
+    assert cuda == [template("train-model", "train")["container"]["image"]]
+
+
+def test_build_train_image_pushes_what_training_runs_for_cpu_and_gpu() -> None:
+    run = validate.branches(template("train-model", "train")["container"]["image"])
+    assert run == {"false": TRAIN_IMAGE, "true": TRAIN_IMAGE + "-cuda"}
+    build = template("build-train-image", "build")["container"]
+    env = {e["name"]: validate.branches(e["value"]) for e in build["env"]}
+    # Kubernetes expands $(IMAGE) and $(TORCH_INDEX) in args from the container's env.
+    assert "--output=type=image,name=$(IMAGE),push=true,registry.insecure=true" in build["args"]
+    assert "--opt=build-arg:TORCH_INDEX=$(TORCH_INDEX)" in build["args"]
+    assert env["IMAGE"] == run
+    wheels = "https://download.pytorch.org/whl/"
+    assert env["TORCH_INDEX"] == {"false": wheels + "cpu", "true": wheels + "cu130"}
+    # The Dockerfile's own default is the CPU index, so a plain `docker build` matches.
+    dockerfile = (REPO / "train" / "Dockerfile").read_text()
+    assert f"ARG TORCH_INDEX={wheels}cpu\n" in dockerfile
+    # Both templates take the same switch.
+    assert wf_param("build-train-image", "gpu")["enum"] == wf_param("train-model", "gpu")["enum"]
+    assert wf_param("build-train-image", "gpu")["value"] == "false"
 
 
 def test_app_images_follow_the_env_version_pattern() -> None:

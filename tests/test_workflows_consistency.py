@@ -57,7 +57,15 @@ def test_workflows_read_only_keys_the_playbook_writes() -> None:
     refs = config_map_refs()
     assert {name for name, _ in refs} == {CONFIGMAP}
     assert {key for _, key in refs} == set(cm["data"]) == {
-        "registry", "mlflow-uri", "repo-url", "repo-revision"}
+        "registry", "train-image", "mlflow-uri", "repo-url", "repo-revision"}
+
+
+def test_the_training_image_is_the_pinned_tag_in_the_cluster_registry() -> None:
+    # lab_settings loads versions.yml, so train_image_tag is set when the play writes this.
+    image = written_config_map()["data"]["train-image"]
+    assert image == "{{ cluster_registry }}/gourmetgram-train:{{ train_image_tag }}"
+    tag = str(load_yaml(REPO / "versions.yml")["train_image_tag"])
+    assert re.fullmatch(r"\d+\.\d+\.\d+", tag), tag
 
 
 def test_the_build_pushes_where_the_chart_pulls_from() -> None:
@@ -152,7 +160,7 @@ def test_the_images_run_the_commands_the_workflows_give_them() -> None:
     train_docker = REPO / "train" / "Dockerfile"
     workdir = re.findall(r"^WORKDIR\s+(\S+)", train_docker.read_text(), re.M)[-1].rstrip("/")
     assert copied_to(train_docker, "train/") == workdir  # scripts run by bare name from here
-    train_runs = containers_of("gourmetgram-train")
+    train_runs = containers_of("{{inputs.parameters.train-image}}")
     assert len(train_runs) >= 3
     for container in train_runs:
         command = " ".join(container["command"])
