@@ -354,6 +354,28 @@ def test_build_train_image_pushes_what_training_runs_for_cpu_and_gpu() -> None:
     assert wf_param("build-train-image", "gpu")["value"] == "false"
 
 
+def test_both_image_builds_run_buildkit_the_same_way() -> None:
+    """The two rootless BuildKit pods agree on what makes BuildKit work in a pod."""
+    builds = [template(wft, "build") for wft in ("build-train-image", "build-container-image")]
+    shared = []
+    for build in builds:
+        container = build["container"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in build["volumes"]}
+        assert volumes["buildkit"] == {"name": "buildkit", "emptyDir": {}}
+        assert "buildctl-daemonless.sh" in " ".join(container["command"] + container["args"])
+        shared.append((container["image"], container["securityContext"],
+                       env["BUILDKITD_FLAGS"], mounts["buildkit"]))
+    assert shared[0] == shared[1]
+    image, security, flags, state = shared[0]
+    assert image == versions()["buildkit_image"]
+    assert flags == "--oci-worker-no-process-sandbox"
+    # Rootless BuildKit keeps its state in the home of its unprivileged user (uid 1000).
+    assert security["runAsUser"] == 1000 and state == "/home/user/.local/share/buildkit"
+    assert security["seccompProfile"] == security["appArmorProfile"] == {"type": "Unconfined"}
+
+
 def test_app_images_follow_the_env_version_pattern() -> None:
     build = template("build-container-image", "build")["container"]["env"]
     image = next(e["value"] for e in build if e["name"] == "IMAGE")
