@@ -215,7 +215,7 @@ def test_health_is_not_trusted_before_argo_cd_assessed_the_sync() -> None:
         summary={"images": ["registry:5000/gourmetgram-app:staging-2"]},
         health={"status": "Degraded", "message": "left from before"})
     verdict, why = rollout.state(fake.app, "staging-2", request)
-    assert verdict == "waiting" and "not assessed" in why
+    assert verdict == "unassessed" and "not assessed" in why
     fake.app["status"]["reconciledAt"] = "2026-12-01T00:00:10Z"
     assert rollout.state(fake.app, "staging-2", request)[0] == "failed"
 

@@ -113,7 +113,9 @@ def _ours(status: dict, request: str) -> bool:
 
 
 def state(app: dict, tag: str | None, request: str) -> tuple[str, str]:
-    """Classify the Application as ('ready'|'waiting'|'failed', why).
+    """Classify the Application as ('ready'|'waiting'|'unassessed'|'failed', why).
+
+    'unassessed' is waiting too, for a comparison that only a refresh request brings soon.
 
     Health counts only once Argo CD has synced this request's spec (its rolloutId) and has
     assessed the Application after that sync finished: until then the status may describe
@@ -136,7 +138,7 @@ def state(app: dict, tag: str | None, request: str) -> tuple[str, str]:
         return "waiting", f"sync {sync.get('status', 'Unknown')}"
     # Strictly later: a refresh in the same second may have started before the sync ended.
     if status.get("reconciledAt", "") <= op.get("finishedAt", ""):
-        return "waiting", NOT_ASSESSED
+        return "unassessed", NOT_ASSESSED
     images = (status.get("summary") or {}).get("images") or []
     if tag is not None and not any(i.endswith(":" + tag) for i in images):
         return "waiting", f"no pod runs tag {tag} yet"
@@ -174,7 +176,7 @@ def wait(
             return False, why
         if clock() >= deadline:
             return False, f"not healthy after {timeout:.0f}s ({why})"
-        if why == NOT_ASSESSED:  # else the next full comparison may be minutes away
+        if verdict == "unassessed":  # else the next full comparison may be minutes away
             api.patch(name, REFRESH_PATCH)
         sleep(poll)
 
