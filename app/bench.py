@@ -92,17 +92,24 @@ def cpu_snapshot(server_pid: int) -> tuple[float, float, float]:
 
 
 def cpu_report(before: tuple[float, float, float], after: tuple[float, float, float],
-               result: LoadResult) -> tuple[str, float]:
+               result: LoadResult, cores: int, bound: float) -> tuple[str, float]:
     """Cores kept busy by the server, the load client and everything else; server CPU/request.
 
-    Returns the report line and the cores that other processes used.
+    The second line is the most the cores allow at the server's own CPU cost per request:
+    when throughput is close to it, the server is saturated and the gap to the bound is
+    what serving costs beyond the model's compute (HTTP, Flask, metrics, cold caches).
+    Returns the report and the cores that other processes used.
     """
     server, client, machine = (b - a for a, b in zip(before, after, strict=True))
     other = max(0.0, machine - server - client)
     seconds, done = result.elapsed_s, max(1, result.completed + len(result.errors))
+    per_request = server / done
+    ceiling = cores / per_request if per_request else float("inf")
     text = (f"cores busy: server {server / seconds:.2f}, load client {client / seconds:.2f}, "
             f"other processes {other / seconds:.2f}; "
-            f"server CPU per request {1000 * server / done:.2f} ms")
+            f"server CPU per request {1000 * per_request:.2f} ms\n"
+            f"    at that cost {cores} cores serve at most {ceiling:.1f} req/s "
+            f"({ceiling / bound:.2f} of the bound)")
     return text, other / seconds
 
 
@@ -146,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             for concurrency in args.concurrency:
                 before = cpu_snapshot(server.proc.pid)
                 result = run_load(server.url, image, args.requests, concurrency, args.max_seconds)
-                usage, others = cpu_report(before, cpu_snapshot(server.proc.pid), result)
+                usage, others = cpu_report(before, cpu_snapshot(server.proc.pid), result,
+                                           min(cores, workers), bound)
                 results[concurrency] = result
                 print(f"concurrency {concurrency}: {result.summary()}, "
                       f"{result.throughput / bound:.2f} of the bound\n    {usage}")
