@@ -336,11 +336,10 @@ SWITCH = re.compile(
 )
 
 
-def branches(text: str) -> dict[str, str]:
-    """text with a flag parameter "false" and "true": `{{= flag == 'true' ? 'a' : 'b' }}`."""
-    flags = set(SWITCH.findall(text))
-    if len({flag for flag, *_ in flags}) > 1 or SWITCH.sub("", text).count("{{="):
-        raise ValueError(f"not a switch on one flag: {text}")
+def branches(text: str, flag: str = "gpu") -> dict[str, str]:
+    """text with the flag parameter "false" and "true": `{{= flag == 'true' ? 'a' : 'b' }}`."""
+    if {name for name, *_ in SWITCH.findall(text)} - {flag} or SWITCH.sub("", text).count("{{="):
+        raise ValueError(f"not a switch on the parameter {flag!r} alone: {text}")
     return {value: SWITCH.sub(lambda m, v=value: m[2] if v == "true" else m[3], text)
             for value in ("false", "true")}
 

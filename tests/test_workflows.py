@@ -335,6 +335,19 @@ def test_every_image_is_pinned_and_known() -> None:
     assert cuda == [template("train-model", "train")["container"]["image"]]
 
 
+def test_the_training_image_name_comes_from_the_configmap_alone() -> None:
+    users = {f"{doc['metadata']['name']}/{t['name']}": t for _, doc in DOCS
+             for t in doc.get("spec", {}).get("templates") or []
+             if any(TRAIN_IMAGE in text for text in validate.strings(t))}
+    assert set(users) == {"train-model/train", "build-train-image/build",
+                          "build-container-image/build", "gourmetgram-ops/ops"}
+    for t in users.values():
+        (param,) = [p for p in t["inputs"]["parameters"] if p["name"] == "train-image"]
+        # No value or default to fall back on: a missing key fails the step, visibly.
+        assert param == {"name": "train-image", "valueFrom": {"configMapKeyRef": {
+            "name": "gourmetgram-config", "key": "train-image"}}}
+
+
 def test_build_train_image_pushes_what_training_runs_for_cpu_and_gpu() -> None:
     run = validate.branches(template("train-model", "train")["container"]["image"])
     assert run == {"false": TRAIN_IMAGE, "true": TRAIN_IMAGE + "-cuda"}
