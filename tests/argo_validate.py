@@ -332,7 +332,8 @@ def variable_problems(catalog: Catalog, wft: dict, template: dict, referenced: b
 
 
 SWITCH = re.compile(
-    r"\{\{=\s*(?:inputs|workflow)\.parameters\.([\w-]+) == 'true' \? '([^']*)' : '([^']*)'\s*\}\}"
+    r"\{\{=\s*(?:inputs|workflow)\.parameters\.([\w-]+) == 'true'"
+    r"\s*\?\s*'([^']*)'\s*:\s*'([^']*)'\s*\}\}"
 )
 
 
@@ -344,16 +345,12 @@ def branches(text: str, flag: str = "gpu") -> dict[str, str]:
             for value in ("false", "true")}
 
 
-def pod_spec_patches(template: dict) -> list[dict]:
-    """The JSON patches a podSpecPatch can produce (each branch of an expression)."""
+def pod_spec_patches(template: dict) -> dict[str, dict]:
+    """The JSON patch a podSpecPatch gives with gpu "false" and "true" (see branches)."""
     text = template.get("podSpecPatch")
     if not text:
-        return []
-    tags = TAG.findall(text)
-    if len(tags) == 1 and tags[0].strip().startswith("="):
-        literals = re.findall(r"'([^']*)'", tags[0])
-        return [json.loads(lit) for lit in literals if lit.lstrip().startswith("{")]
-    return [json.loads(TAG.sub("x", text))]
+        return {}
+    return {gpu: json.loads(TAG.sub("x", patch)) for gpu, patch in branches(text).items()}
 
 
 def patch_problems(template: dict, label: str) -> list[str]:
@@ -362,8 +359,10 @@ def patch_problems(template: dict, label: str) -> list[str]:
         patches = pod_spec_patches(template)
     except json.JSONDecodeError as e:
         return [f"{label}: podSpecPatch is not valid JSON: {e}"]
+    except ValueError as e:
+        return [f"{label}: podSpecPatch: {e}"]
     problems = []
-    for patch in patches:
+    for patch in patches.values():
         for container in patch.get("containers", []):
             if container.get("name") != "main":
                 problems.append(f"{label}: podSpecPatch must patch container 'main'")

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.k8s_render import versions
+from tests.test_workflows_consistency import CONFIG_KEYS
 
 REPO = Path(__file__).resolve().parent.parent
 ANSIBLE = REPO / "ansible"
@@ -235,8 +236,7 @@ def test_workflow_settings_configmap_has_the_shared_keys() -> None:
     assert definition["metadata"] == {
         "name": "gourmetgram-config", "namespace": "argo",
         "labels": {"workflows.argoproj.io/configmap-type": "Parameter"}}
-    assert set(definition["data"]) == {
-        "registry", "train-image", "mlflow-uri", "repo-url", "repo-revision"}
+    assert set(definition["data"]) == CONFIG_KEYS
 
 
 def manifests() -> list[dict[str, Any]]:

@@ -228,7 +228,8 @@ def test_train_model_parameters() -> None:
 
 
 def test_gpu_patch_targets_the_gpu_node_only_when_asked() -> None:
-    gpu, cpu = validate.pod_spec_patches(template("train-model", "train"))
+    patches = validate.pod_spec_patches(template("train-model", "train"))
+    gpu, cpu = patches["true"], patches["false"]
     assert gpu["nodeSelector"] == {"gourmetgram.io/gpu": "true"}
     (main,) = gpu["containers"]
     assert main["resources"]["limits"] == {"nvidia.com/gpu": "1"}

@@ -17,6 +17,8 @@ from tests.k8s_render import ENVIRONMENTS, application, load_yaml
 REPO = Path(__file__).resolve().parent.parent
 DOCS = list(validate.documents(REPO / "workflows"))
 CONFIGMAP = "gourmetgram-config"
+# The keys of CONFIGMAP that ansible/post_k8s writes and the workflows read.
+CONFIG_KEYS = {"registry", "train-image", "mlflow-uri", "repo-url", "repo-revision"}
 
 
 def config_map_refs() -> set[tuple[str, str]]:
@@ -56,8 +58,7 @@ def test_workflows_read_only_keys_the_playbook_writes() -> None:
     assert cm["metadata"]["labels"]["workflows.argoproj.io/configmap-type"] == "Parameter"
     refs = config_map_refs()
     assert {name for name, _ in refs} == {CONFIGMAP}
-    assert {key for _, key in refs} == set(cm["data"]) == {
-        "registry", "train-image", "mlflow-uri", "repo-url", "repo-revision"}
+    assert {key for _, key in refs} == set(cm["data"]) == CONFIG_KEYS
 
 
 def test_the_training_image_is_the_pinned_tag_in_the_cluster_registry() -> None:

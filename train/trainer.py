@@ -26,7 +26,8 @@ def pick_device(wanted: str = "auto") -> torch.device:
     if wanted == "cuda":
         raise config.ConfigError(
             f"device=cuda, but torch {torch.__version__} sees no GPU (built for CUDA "
-            f"{torch.version.cuda or 'none'}): build the CUDA training image first "
+            f"{torch.version.cuda or 'none'}): run the CUDA training image "
+            "(build-train-image -p gpu=true) on a node whose NVIDIA driver supports that CUDA "
             "(notebook 7, 'Training on the H100 node')")
     return torch.device("cpu")
 
