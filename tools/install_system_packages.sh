@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages that `make test` needs and pip cannot provide:
-# Chromium, which the book test uses to load the built site headless.
+# - chromium: the book test loads the built site headless;
+# - golang-go + golang-github-antonmedv-expr-dev: the expr engine that Argo compiles
+#   `{{= ... }}` expressions with, built offline into a checker (tests/exprcheck/);
+# - prometheus: a real server that the monitoring tests scrape the app with.
 set -euo pipefail
 
-packages=(chromium)
+packages=(chromium golang-go golang-github-antonmedv-expr-dev prometheus)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
