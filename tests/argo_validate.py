@@ -4,15 +4,19 @@
 
 The schema comes from hera's generated models (Argo Workflows 4.0, with the Argo Events
 kinds). Those models drop fields they do not know, so each document is also compared with
-its validated copy: a misspelled key shows up as "unknown field".
+its validated copy: a misspelled key shows up as "unknown field". Every `{{= ... }}`
+expression is run with the real expr engine (tests/argo_expr.py, tests/exprcheck/) for
+every value its parameters can take, and each podSpecPatch it gives must be JSON.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -21,6 +25,8 @@ from hera.workflows.models.github.com.argoproj.argo_events.pkg.apis.events impor
     v1alpha1 as events,
 )
 from pydantic import ValidationError
+
+from tests import argo_expr
 
 HERE = Path(__file__).resolve().parent.parent / "workflows"
 API_VERSION = "argoproj.io/v1alpha1"
@@ -273,14 +279,6 @@ def workflow_ref_problems(catalog: Catalog, spec: dict, label: str) -> list[str]
     return passing_problems(wanted, given, label, ref)
 
 
-def expression_problems(text: str) -> list[str]:
-    """An `{{= ...}}` expression must not end early: its quotes must balance."""
-    if text.count("'") % 2 or text.count('"') % 2:
-        return [f"expression ends early (unbalanced quotes; is there a '}}}}' inside?): "
-                f"{{{{{text[:60]}..."]
-    return []
-
-
 def variable_problems(catalog: Catalog, wft: dict, template: dict, referenced: bool) -> list[str]:
     """Every {{...}} in a template must name something declared where it is used."""
     name = f"{wft['metadata']['name']}/{template['name']}"
@@ -297,8 +295,6 @@ def variable_problems(catalog: Catalog, wft: dict, template: dict, referenced: b
     for text in strings(template):
         for tag in TAG.findall(text):
             body = tag.strip()
-            if body.startswith("="):
-                problems += [f"{name}: {p}" for p in expression_problems(body)]
             for scope, param in PARAM.findall(body):
                 if scope == "inputs" and param not in inputs:
                     problems.append(f"{name}: {{{{inputs.parameters.{param}}}}} is not an input")
@@ -331,18 +327,228 @@ def variable_problems(catalog: Catalog, wft: dict, template: dict, referenced: b
     return problems
 
 
-SWITCH = re.compile(
-    r"\{\{=\s*(?:inputs|workflow)\.parameters\.([\w-]+) == 'true'"
-    r"\s*\?\s*'([^']*)'\s*:\s*'([^']*)'\s*\}\}"
-)
+# ---- expressions, evaluated with the real expr engine (tests/argo_expr.py) --------------
+
+# Stand-ins for what the cluster supplies: ConfigMap keys and Argo's own variables.
+CONFIG_SAMPLES = {"registry": "registry.kube-system.svc.cluster.local:5000",
+                  "train-image": "registry.kube-system.svc.cluster.local:5000/"
+                                 "gourmetgram-train:1.0.0",
+                  "mlflow-uri": "http://mlflow.gourmetgram-platform.svc.cluster.local:8000",
+                  "repo-url": "https://github.com/example/gourmetgram.git",
+                  "repo-revision": "main"}
+GLOBAL_SAMPLES = {name: [f"sample-{name.replace('.', '-')}"] for name in GLOBALS}
+STEP_OUTPUT_SAMPLE = "3"  # a model version, the only kind of output the lab's steps give
+
+
+def _literal(value: object) -> list[str] | None:
+    """[value] if it is a plain value, None if it has tags of its own."""
+    return None if "{{" in str(value) else [str(value)]
+
+
+def param_values(param: dict) -> list[str]:
+    """The values a declared parameter can take, alone: its enum, its value, or a sample."""
+    if param.get("enum"):
+        return [str(v) for v in param["enum"]]
+    for key in ("value", "default"):
+        if key in param and (found := _literal(param[key])) is not None:
+            return found
+    ref = (param.get("valueFrom") or {}).get("configMapKeyRef")
+    if ref:
+        return [CONFIG_SAMPLES.get(ref["key"], f"sample-{ref['key']}")]
+    return [f"sample-{param['name']}"]
+
+
+class Scopes:
+    """The values each variable can have where a string is templated."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def workflow(self, spec: dict) -> dict[str, list[str]]:
+        """workflow.parameters.* of a workflow spec (with a referenced template's arguments)."""
+        params = {}
+        ref = (spec.get("workflowTemplateRef") or {}).get("name")
+        if ref in self.catalog.templates:
+            params |= declared((self.catalog.templates[ref]["spec"].get("arguments") or {})
+                               .get("parameters"))
+        given = declared((spec.get("arguments") or {}).get("parameters"))
+        params |= {n: {**params.get(n, {}), **p} for n, p in given.items()}
+        return {f"workflow.parameters.{n}": param_values(p) for n, p in params.items()}
+
+    def callers(self, wft: dict, template: dict) -> Iterator[tuple[dict, dict, dict]]:
+        """(WorkflowTemplate, template, step) of every step that calls template."""
+        for owner in self.catalog.templates.values():
+            for t in owner["spec"]["templates"]:
+                for step in calls(t):
+                    callee, callee_wft, _ = self.catalog.find(owner, step)
+                    if callee is template and callee_wft is wft:
+                        yield owner, t, step
+
+    def resolve(self, value: str, wft: dict, template: dict, depth: int) -> list[str]:
+        """The values an argument written in template can have."""
+        if (found := _literal(value)) is not None:
+            return found
+        name = value.strip().removeprefix("{{").removesuffix("}}").strip()
+        if value.strip() == f"{{{{{name}}}}}" and depth < 10:
+            if name.startswith("workflow.parameters."):
+                return self.workflow(wft["spec"]).get(name, [])
+            if name.startswith("inputs.parameters."):
+                return self.inputs(wft, template, depth + 1).get(name, [])
+        return []
+
+    def inputs(self, wft: dict, template: dict, depth: int = 0) -> dict[str, list[str]]:
+        """inputs.parameters.* of a template: its own values, else what its callers pass."""
+        out = {}
+        entry = template["name"] == wft["spec"].get("entrypoint")
+        wf_args = declared((wft["spec"].get("arguments") or {}).get("parameters"))
+        for name, param in declared((template.get("inputs") or {}).get("parameters")).items():
+            values: list[str] = []
+            if not needs_value(param) or param.get("enum"):
+                values = param_values(param)
+            else:
+                for owner, t, step in self.callers(wft, template):
+                    arg = declared((step.get("arguments") or {}).get("parameters")).get(name)
+                    if arg is not None and "value" in arg:
+                        values += self.resolve(str(arg["value"]), owner, t, depth)
+                if entry and name in wf_args:
+                    values += param_values(wf_args[name])
+            out[f"inputs.parameters.{name}"] = list(dict.fromkeys(values)) or [f"sample-{name}"]
+        return out
+
+    def steps(self, wft: dict, template: dict) -> dict[str, list[str]]:
+        """steps.*/tasks.* outputs a template can read."""
+        kind = "tasks" if "dag" in template else "steps"
+        out = {}
+        for step in calls(template):
+            callee, _, _ = self.catalog.find(wft, step)
+            if callee is None:
+                continue
+            out[f"{kind}.{step['name']}.outputs.result"] = [STEP_OUTPUT_SAMPLE]
+            for p in (callee.get("outputs") or {}).get("parameters") or []:
+                out[f"{kind}.{step['name']}.outputs.parameters.{p['name']}"] = [
+                    STEP_OUTPUT_SAMPLE]
+        return out
+
+
+@dataclass(frozen=True)
+class Case:
+    """One string with an expression, where it is, and one set of values for its variables."""
+
+    label: str
+    field: str
+    text: str
+    env: tuple[tuple[str, str], ...]
+    varied: tuple[tuple[str, str], ...]
+
+
+def strings_at(node: object, path: str = "") -> Iterator[tuple[str, str]]:
+    """(path, string) for every string inside a YAML tree."""
+    if isinstance(node, str):
+        yield path, node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from strings_at(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from strings_at(value, f"{path}[{i}]")
+
+
+def reads(text: str, name: str) -> bool:
+    """Whether text names the variable: `a.b.c`, `a.b['c']` or `a.b["c"]`."""
+    prefix, _, last = name.rpartition(".")
+    return name in text or any(f"{prefix}[{q}{last}{q}]" in text for q in "'\"")
+
+
+def cases_of(label: str, node: object, values: dict[str, list[str]]) -> Iterator[Case]:
+    """Every combination of values for each string of node that has an expression.
+
+    The variables the string names take each of their values (every enum value); the
+    others keep their first one (they are in the env all the same).
+    """
+    for field, text in strings_at(node):
+        if not argo_expr.has_expression(text):
+            continue
+        first = {name: options[0] for name, options in values.items()}
+        varying = sorted(n for n, options in values.items()
+                         if len(options) > 1 and reads(text, n))
+        for combo in itertools.product(*(values[n] for n in varying)):
+            varied = tuple(zip(varying, combo, strict=True))
+            yield Case(label, field, text, tuple(sorted({**first, **dict(varied)}.items())),
+                       varied)
+
+
+def expression_cases(docs: list[tuple[str, dict]]) -> list[Case]:
+    """Every `{{= ... }}` of the workflows, with each value its parameters can take.
+
+    Templates of WorkflowTemplates (their strings, embedded manifests included, are templated
+    in the template's scope), the workflow-level fields of a WorkflowTemplate, a
+    CronWorkflow's workflowSpec and the Workflows that Sensors submit.
+    """
+    scopes = Scopes(Catalog(docs))
+    out: list[Case] = []
+    for label, doc in docs:
+        kind, spec = doc.get("kind"), doc.get("spec") or {}
+        specs = {"WorkflowTemplate": [(label, spec)],
+                 "CronWorkflow": [(label, spec.get("workflowSpec") or {})],
+                 "Sensor": [(f"{label} {where}", inner.get("spec") or {})
+                            for where, inner in embedded_workflows(doc)]}.get(kind, [])
+        for where, wf_spec in specs:
+            wf_values = GLOBAL_SAMPLES | scopes.workflow(wf_spec)
+            outside = {k: v for k, v in wf_spec.items() if k != "templates"}
+            out += cases_of(f"{where} spec", outside, wf_values)
+            for t in wf_spec.get("templates") or []:
+                values = (wf_values | scopes.steps(doc, t) | scopes.inputs(doc, t)
+                          if kind == "WorkflowTemplate" else wf_values)
+                out += cases_of(f"{where} template {t['name']}", t, values)
+    return out
+
+
+def patch_problems(patch: str) -> list[str]:
+    """A rendered podSpecPatch must be a JSON object that patches only the container main."""
+    # Argo parses a patch that starts with "{" as JSON (workflow/util ApplyPodSpecPatch).
+    if not patch.strip().startswith("{"):
+        return [f"podSpecPatch must be a JSON object, got {patch[:60]!r}"]
+    try:
+        parsed = json.loads(patch)
+    except json.JSONDecodeError as e:
+        return [f"podSpecPatch is not valid JSON: {e}"]
+    return [f"podSpecPatch must patch container 'main', not {c.get('name')!r}"
+            for c in parsed.get("containers", []) if c.get("name") != "main"]
+
+
+def evaluated(cases: list[Case]) -> list[tuple[Case, argo_expr.Rendered]]:
+    """Each case with what the expr engine made of it."""
+    rendered = argo_expr.render([(c.text, dict(c.env)) for c in cases])
+    return list(zip(cases, rendered, strict=True))
+
+
+def expression_problems(docs: list[tuple[str, dict]]) -> list[str]:
+    """Every expression compiles and runs for every parameter value; podSpecPatches are JSON."""
+    problems = []
+    for case, result in evaluated(expression_cases(docs)):
+        where = f"{case.label} {case.field} with {dict(case.varied) or 'its values'}"
+        if result.error:
+            problems.append(f"{where}: {result.error}")
+        elif case.field.rsplit(".", 1)[-1] == "podSpecPatch":
+            problems += [f"{where}: {p}" for p in patch_problems(result.value)]
+    return list(dict.fromkeys(problems))
 
 
 def branches(text: str, flag: str = "gpu") -> dict[str, str]:
-    """text with the flag parameter "false" and "true": `{{= flag == 'true' ? 'a' : 'b' }}`."""
-    if {name for name, *_ in SWITCH.findall(text)} - {flag} or SWITCH.sub("", text).count("{{="):
-        raise ValueError(f"not a switch on the parameter {flag!r} alone: {text}")
-    return {value: SWITCH.sub(lambda m, v=value: m[2] if v == "true" else m[3], text)
-            for value in ("false", "true")}
+    """text as Argo renders it with the flag parameter "false" and "true".
+
+    Variables of plain tags stay as they are written; an expression that reads anything
+    but the flag (inputs. or workflow.parameters) raises ValueError.
+    """
+    keep = {name: f"{{{{{name}}}}}" for name in argo_expr.simple_tags(text)}
+    values = ("false", "true")
+    rendered = argo_expr.render([(text, {**keep, f"inputs.parameters.{flag}": v,
+                                         f"workflow.parameters.{flag}": v}) for v in values])
+    for result in rendered:
+        if result.error:
+            raise ValueError(f"not a switch on the parameter {flag!r} alone: "
+                             f"{result.error}: {text}")
+    return {v: r.value for v, r in zip(values, rendered, strict=True)}
 
 
 def pod_spec_patches(template: dict) -> dict[str, dict]:
@@ -350,23 +556,7 @@ def pod_spec_patches(template: dict) -> dict[str, dict]:
     text = template.get("podSpecPatch")
     if not text:
         return {}
-    return {gpu: json.loads(TAG.sub("x", patch)) for gpu, patch in branches(text).items()}
-
-
-def patch_problems(template: dict, label: str) -> list[str]:
-    """A podSpecPatch must be valid JSON that patches the container named main."""
-    try:
-        patches = pod_spec_patches(template)
-    except json.JSONDecodeError as e:
-        return [f"{label}: podSpecPatch is not valid JSON: {e}"]
-    except ValueError as e:
-        return [f"{label}: podSpecPatch: {e}"]
-    problems = []
-    for patch in patches.values():
-        for container in patch.get("containers", []):
-            if container.get("name") != "main":
-                problems.append(f"{label}: podSpecPatch must patch container 'main'")
-    return problems
+    return {gpu: json.loads(patch) for gpu, patch in branches(text).items()}
 
 
 def reference_problems(docs: list[tuple[str, dict]]) -> list[str]:
@@ -399,7 +589,6 @@ def reference_problems(docs: list[tuple[str, dict]]) -> list[str]:
                     problems += argument_problems(callee, step.get("arguments"),
                                                   f"{label} step {step['name']}")
             problems += variable_problems(catalog, doc, t, (wft_name, t["name"]) in referenced)
-            problems += patch_problems(t, f"{label} {t['name']}")
     return problems
 
 
@@ -445,10 +634,10 @@ def mutex_problems(docs: list[tuple[str, dict]]) -> list[str]:
 
 
 def all_problems(folder: Path = HERE) -> list[str]:
-    """Schema, reference and mutex problems of every document under folder."""
+    """Schema, reference, expression and mutex problems of every document under folder."""
     docs = list(documents(folder))
     problems = [f"{label}: {p}" for label, doc in docs for p in schema_problems(doc)]
-    return problems + reference_problems(docs) + mutex_problems(docs)
+    return problems + reference_problems(docs) + expression_problems(docs) + mutex_problems(docs)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import config
 import lifecycle
 import ops
 import pytest
+import yaml
 
 from tests import argo_validate as validate
 from tests.k8s_render import versions
@@ -181,12 +182,77 @@ def test_reference_check_catches_workflow_parameters_in_a_shared_template() -> N
     assert any("must not read workflow.parameters.environment" in p for p in problems)
 
 
-def test_reference_check_catches_an_expression_cut_short() -> None:
-    def change(doc: dict) -> None:
-        t = next(t for t in doc["spec"]["templates"] if t["name"] == "train")
-        t["podSpecPatch"] = t["podSpecPatch"].replace('"1"} } }', '"1"}}}')
-    assert any("expression ends early" in p
-               for p in validate.reference_problems(mutated("train-model", change)))
+# ---- expressions, run with the real expr engine ------------------------------------------
+
+def test_every_expression_runs_with_every_parameter_value() -> None:
+    """Every `{{= }}` compiles and runs in expr, as Argo would, and every podSpecPatch is JSON."""
+    assert validate.expression_problems(DOCS) == []
+    cases = validate.evaluated(validate.expression_cases(DOCS))
+    # Each expression written in workflows/ is evaluated, for each value of what it reads.
+    written = sum(text.count("{{=") for path in sorted(WORKFLOWS.rglob("*.yaml"))
+                  for text in [path.read_text()] if "{{=" in text)
+    comments = sum(line.count("{{=") for path in sorted(WORKFLOWS.rglob("*.yaml"))
+                   for line in path.read_text().splitlines() if line.lstrip().startswith("#"))
+    distinct = {(c.label, c.field, e) for c, r in cases for e, _ in r.expressions}
+    assert len({(label, field) for label, field, _ in distinct}) == len(
+        {(c.label, c.field) for c, _ in cases})
+    assert len(distinct) == written - comments
+    patch = {dict(c.varied)["inputs.parameters.gpu"]: r.value for c, r in cases
+             if c.label == "train-model.yaml#0 template train" and c.field == "podSpecPatch"}
+    assert set(patch) == {"false", "true"} and patch["false"] == "{}"
+
+
+def broken_train_model(change) -> list[tuple[str, dict]]:
+    """DOCS with train-model.yaml's text changed, then parsed again as YAML."""
+    text = change((WORKFLOWS / "train-model.yaml").read_text())
+    train_model = [d for d in yaml.safe_load_all(text) if d]
+    return [*[(label, d) for label, d in DOCS if not label.startswith("train-model.yaml")],
+            *[(f"train-model.yaml#{i}", d) for i, d in enumerate(train_model)]]
+
+
+def test_expression_check_catches_a_more_indented_patch_line() -> None:
+    """The form that broke every run: a more-indented line keeps its newline in the string."""
+    def indent(text: str) -> str:
+        for key in ('"env"', '"volumeMounts"', '"resources"'):
+            text = text.replace(f"\n        {key}: [", f"\n          {key}: [").replace(
+                f"\n        {key}: {{", f"\n          {key}: {{")
+        return text
+    docs = broken_train_model(indent)
+    patch = next(t for t in dict(docs)["train-model.yaml#0"]["spec"]["templates"]
+                 if t["name"] == "train")["podSpecPatch"]
+    # YAML kept the newlines before the three more-indented lines and after the last one.
+    assert patch.count("\n") == 4
+    problems = validate.expression_problems(docs)
+    assert problems and all("literal not terminated" in p for p in problems), problems
+    assert all("template train podSpecPatch" in p for p in problems)
+
+
+def test_expression_check_catches_an_expression_cut_short() -> None:
+    docs = broken_train_model(lambda text: text.replace('"1"} } }', '"1"}}}'))
+    assert any("podSpecPatch" in p and "literal not terminated" in p
+               for p in validate.expression_problems(docs))
+
+
+def test_expression_check_catches_bad_json_and_the_wrong_container() -> None:
+    docs = broken_train_model(lambda text: text.replace('"1"} } } ] }', '"1"} } } ], }'))
+    assert any("with {'inputs.parameters.gpu': 'true'}" in p and "not valid JSON" in p
+               for p in validate.expression_problems(docs))
+    docs = broken_train_model(lambda text: text.replace('[{"name": "main",', '[{"name": "x",'))
+    assert any("must patch container 'main'" in p for p in validate.expression_problems(docs))
+
+
+def test_expression_check_catches_an_unknown_name_and_a_bad_value() -> None:
+    docs = broken_train_model(lambda text: text.replace(
+        "{{= inputs.parameters.gpu == 'true' ? '-cuda'",
+        "{{= inputs.parameter.gpu == 'true' ? '-cuda'"))
+    assert any("container.image" in p and "inputs.parameter is missing" in p
+               for p in validate.expression_problems(docs))
+    # asInt of a value that is no number fails at run time, for that value only.
+    docs = broken_train_model(lambda text: text.replace(
+        "{{= inputs.parameters.gpu == 'true' ? '-cuda' : '' }}",
+        "{{= asInt(inputs.parameters.gpu) > 0 ? '-cuda' : '' }}"))
+    problems = validate.expression_problems(docs)
+    assert len(problems) == 2 and all("container.image" in p for p in problems), problems
 
 
 def test_mutex_check_catches_a_missing_lock_and_a_deadlock() -> None:
