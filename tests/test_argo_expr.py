@@ -52,7 +52,8 @@ def test_dotted_names_are_nested_maps_and_dashes_need_brackets() -> None:
         "reg/train:1-cuda")
     assert one("{{= toJson(inputs.parameters) }}", **env).value == '{"train-image":"reg/train:1"}'
     # Without brackets expr reads a subtraction: inputs.parameters.train minus image.
-    assert "inputs.parameters.train is missing" in one("{{= inputs.parameters.train-image }}", **env).error
+    unbracketed = one("{{= inputs.parameters.train-image }}", **env)
+    assert "inputs.parameters.train is missing" in unbracketed.error
 
 
 def test_a_missing_name_fails_and_plain_tags_are_filled_in() -> None:

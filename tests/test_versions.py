@@ -1,10 +1,11 @@
-"""versions.yml pins one Kubernetes minor everywhere: Kubespray, kind and the schemas."""
+"""versions.yml pins one Kubernetes minor everywhere, and the platform versions agree with it."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.k8s_render import versions
@@ -96,3 +97,40 @@ def test_prose_names_the_pinned_training_image_tag() -> None:
     assert {tag for _, tag, _ in quoted} == {pin}, quoted
     # The one variant is the CUDA build that build-train-image -p gpu=true pushes.
     assert {suffix for _, _, suffix in quoted} <= {"", "-cuda"}, quoted
+
+
+# ---- Argo Events: the EventBus asks for a JetStream version the controller knows ------------
+
+def jetstream_versions(release: str) -> list[str]:
+    """The JetStream versions that Argo Events `release` accepts, from the committed config."""
+    path = REPO / "tests" / "schemas" / f"argo-events-{release}-controller-config.yaml"
+    assert path.exists(), (
+        f"no committed controller config for Argo Events {release}: add "
+        f"{path.relative_to(REPO)} (its argo-events-controller-config ConfigMap)")
+    (config_map,) = [d for d in yaml.safe_load_all(path.read_text())
+                     if d and d.get("kind") == "ConfigMap"
+                     and d["metadata"]["name"] == "argo-events-controller-config"]
+    config = yaml.safe_load(config_map["data"]["controller-config.yaml"])
+    return [str(v["version"]) for v in config["eventBus"]["jetstream"]["versions"]]
+
+
+def event_bus_version(text: str) -> str:
+    """The JetStream version the EventBus in text asks for."""
+    (bus,) = [d for d in yaml.safe_load_all(text) if d and d.get("kind") == "EventBus"]
+    return str(bus["spec"]["jetstream"]["version"])
+
+
+def test_event_bus_asks_for_a_jetstream_version_the_pinned_release_lists() -> None:
+    allowed = jetstream_versions(versions()["argo_events_version"])
+    assert "latest" in allowed and len(allowed) > 1  # the copy is a real list
+    version = event_bus_version((REPO / "workflows" / "events" / "event-bus.yaml").read_text())
+    assert version != "latest", "pin a NATS version: latest moves with each release"
+    assert version in allowed, f"JetStream {version} is not one of {allowed}"
+
+
+def test_jetstream_check_catches_an_unlisted_version_and_a_release_without_a_copy() -> None:
+    text = (REPO / "workflows" / "events" / "event-bus.yaml").read_text()
+    broken = text.replace('version: "2.10.29"', 'version: "2.10.10"')
+    assert event_bus_version(broken) not in jetstream_versions(versions()["argo_events_version"])
+    with pytest.raises(AssertionError, match="no committed controller config for Argo Events"):
+        jetstream_versions("v1.9.12")
