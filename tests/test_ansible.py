@@ -424,3 +424,86 @@ def test_the_gpu_node_gets_the_runtime_containerd_is_told_to_use() -> None:
     installs = [t["ansible.builtin.apt"]["name"] for t in play["tasks"]
                 if "ansible.builtin.apt" in t]
     assert installs == ["nvidia-container-toolkit"]
+
+
+# ---- NVIDIA's device plugin runs on the GPU node only ----------------------------------------
+
+DEVICE_PLUGIN_INSTALL = "Install the NVIDIA device plugin (there is a GPU node)"
+
+
+def rendered_vars(*names: str) -> dict[str, Any]:
+    """Variables of group_vars/all.yml as Ansible renders them (VM inventory, localhost)."""
+    message = "{{ {" + ", ".join(f"'{n}': {n}" for n in names) + "} | to_json }}"
+    result = run(BIN / "ansible", "localhost", "-i", ANSIBLE / "inventory.yml", "-c", "local",
+                 "-e", f"ansible_python_interpreter={sys.executable}",
+                 "-m", "ansible.builtin.debug", "-a", f"msg={message}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(json.loads(result.stdout.split("=>", 1)[1])["msg"])
+
+
+def device_plugin_problems(play_tasks: list[dict[str, Any]]) -> list[str]:
+    """What is wrong with how post_k8s restricts the device plugin's DaemonSet."""
+    names = [t["name"] for t in play_tasks]
+    if DEVICE_PLUGIN_INSTALL not in names:
+        return [f"no task {DEVICE_PLUGIN_INSTALL!r}"]
+    install = names.index(DEVICE_PLUGIN_INSTALL)
+    patches = [i for i, t in enumerate(play_tasks)
+               if ((t.get("kubernetes.core.k8s") or {}).get("definition") or {}).get("kind")
+               == "DaemonSet"]
+    if len(patches) != 1:
+        return [f"expected one task that applies the DaemonSet's node selector, found {patches}"]
+    task = play_tasks[patches[0]]
+    k8s = task["kubernetes.core.k8s"]
+    problems = []
+    if patches[0] < install:
+        problems.append("the node selector is applied before the DaemonSet exists")
+    if task.get("when") != play_tasks[install].get("when"):
+        problems.append("the selector task must run exactly when the plugin is installed")
+    (role_apply,) = [t for t in load(ANSIBLE / "roles" / "remote_manifest" / "tasks" / "main.yml")
+                     if "kubernetes.core.k8s" in t]
+    role_manager = role_apply["kubernetes.core.k8s"]["server_side_apply"]["field_manager"]
+    ssa = k8s.get("server_side_apply") or {}
+    if not k8s.get("apply") or k8s.get("state") != "present" or not ssa:
+        problems.append("the selector must be applied server-side (state present, apply)")
+    elif ssa.get("field_manager") in (None, role_manager):
+        # Re-applying the upstream manifest with the same manager would remove the selector.
+        problems.append(f"use a field manager other than {role_manager!r} (remote_manifest's)")
+    definition = k8s["definition"]
+    if definition.get("metadata") != {"name": "{{ nvidia_device_plugin_daemonset }}",
+                                      "namespace": "kube-system"}:
+        problems.append(f"wrong DaemonSet: {definition.get('metadata')}")
+    # Only the selector: the upstream manifest owns every other field.
+    selector_only = {"template": {"spec": {"nodeSelector": "{{ gpu_node_selector }}"}}}
+    if definition.get("spec") != selector_only:
+        problems.append(f"the apply must hold only spec.template.spec.nodeSelector: {definition}")
+    return problems
+
+
+def test_the_device_plugin_runs_on_the_gpu_node_only() -> None:
+    """NVIDIA's static DaemonSet has no node selector; post_k8s gives it the GPU label."""
+    assert device_plugin_problems(tasks("post_k8s/post_k8s_configure.yml")) == []
+    values = rendered_vars("gpu_node_selector", "nvidia_device_plugin_daemonset")
+    # The label Kubespray puts on the GPU node, which training's podSpecPatch selects too.
+    gpu = load(KUBESPRAY_INVENTORY / "group_vars" / "gpu.yml")
+    assert values["gpu_node_selector"] == gpu["node_labels"] == {"gourmetgram.io/gpu": "true"}
+    # The name of the DaemonSet in NVIDIA's deployments/static/nvidia-device-plugin.yml.
+    assert values["nvidia_device_plugin_daemonset"] == "nvidia-device-plugin-daemonset"
+
+
+def test_device_plugin_check_catches_each_mistake() -> None:
+    original = tasks("post_k8s/post_k8s_configure.yml")
+    (index,) = [i for i, t in enumerate(original) if t["name"].startswith("Run the NVIDIA")]
+
+    def changed(change) -> list[str]:
+        copy = yaml.safe_load(yaml.safe_dump(original))
+        change(copy, copy[index]["kubernetes.core.k8s"])
+        return device_plugin_problems(copy)
+
+    assert changed(lambda ts, k: ts.pop(index))
+    assert changed(lambda ts, k: ts.insert(0, ts.pop(index)))
+    assert changed(lambda ts, k: ts[index].pop("when"))
+    assert changed(lambda ts, k: k["server_side_apply"].update(field_manager="gourmetgram-lab"))
+    assert changed(lambda ts, k: k.pop("server_side_apply"))
+    assert changed(lambda ts, k: k["definition"]["metadata"].update(namespace="default"))
+    assert changed(lambda ts, k: k["definition"]["spec"]["template"]["spec"].update(
+        tolerations=[]))
