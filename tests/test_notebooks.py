@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import ast
+import functools
+import hashlib
+import http.server
+import os
 import re
 import shlex
+import subprocess
+import threading
 from pathlib import Path
 
 import nbformat
@@ -168,3 +174,92 @@ def referenced_paths(nb: nbformat.NotebookNode) -> list[str]:
         if "$" not in p and "*" not in p and Path(p).name not in CREATED_BY_STUDENT
         and not p.endswith(CREATED_SUFFIXES) and not p.startswith(("/", "~", *submodules()))
     ]
+
+
+# ---- jq: installed by notebook 2, used by notebooks 6-8 --------------------------------------
+
+JQ_INSTALL = "install -m 0755 jq-linux-amd64 /work/.local/bin/jq"
+# jq as a command: at the start of a line, after a pipe or ;/&&/||, or inside $( ).
+JQ_COMMAND = re.compile(r"(?:^|[|;&]|\$\()\s*jq\b", re.M)
+
+
+def number(path: Path) -> int:
+    """The notebook's number, from its file name."""
+    return int(path.stem.split("_", 1)[0])
+
+
+def jq_install_cell() -> str:
+    """The code cell of notebook 2 that installs jq."""
+    nb = load(REPO / "notebooks" / "2_setup_env.ipynb")
+    (cell,) = [c for c in code_cells(nb) if JQ_INSTALL in c.source]
+    assert "chameleon" in cell.metadata.get("tags", [])  # it downloads: Chameleon only
+    return cell.source
+
+
+def test_jq_is_installed_before_any_notebook_uses_it() -> None:
+    users = [p for p in NOTEBOOKS
+             if any(JQ_COMMAND.search(c.source) for c in code_cells(load(p)))]
+    installers = [p for p in NOTEBOOKS if any(JQ_INSTALL in c.source for c in code_cells(load(p)))]
+    assert [p.name for p in installers] == ["2_setup_env.ipynb"]
+    assert {number(p) for p in users} >= {6, 7, 8}
+    assert all(number(p) > number(installers[0]) for p in users if p not in installers)
+    # Into the same folder as kubectl, which notebooks 3-8 put on the PATH.
+    setup = "\n".join(c.source for c in code_cells(load(installers[0])))
+    assert "install -m 0755 kubectl /work/.local/bin/kubectl" in setup
+
+
+def test_the_jq_version_comes_from_versions_yml() -> None:
+    pin = yaml.safe_load((REPO / "versions.yml").read_text())["jq_version"]
+    assert re.fullmatch(r"\d+\.\d+(\.\d+)?", str(pin)), pin
+    setup = "\n".join(c.source for c in code_cells(load(REPO / "notebooks" / "2_setup_env.ipynb")))
+    assert "JQ_VERSION=$(sed -n 's/^jq_version: *//p' \"$REPO_DIR/versions.yml\"" in setup
+    assert "https://github.com/jqlang/jq/releases/download/jq-${JQ_VERSION}" in jq_install_cell()
+
+
+def run_jq_install(tmp_path: Path, tamper: bool) -> subprocess.CompletedProcess:
+    """Notebook 2's jq cell, run for real against a release folder served on loopback."""
+    release = tmp_path / "release" / "jq-1.7.1"
+    release.mkdir(parents=True)
+    binary = release / "jq-linux-amd64"  # a stand-in program, served like the release's
+    binary.write_text("#!/bin/sh\necho jq-1.7.1\n")
+    digest = hashlib.sha256(binary.read_bytes()).hexdigest()
+    (release / "sha256sum.txt").write_text(
+        f"{'0' * 64}  jq-linux-arm64\n{digest}  jq-linux-amd64\n{'1' * 64}  jq-macos-amd64\n")
+    if tamper:
+        binary.write_text("#!/bin/sh\necho altered\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=str(tmp_path / "release"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    bin_dir, downloads = tmp_path / "bin", tmp_path / "downloads"
+    bin_dir.mkdir()
+    downloads.mkdir()
+    source = (jq_install_cell()
+              .replace("https://github.com/jqlang/jq/releases/download",
+                       f"http://127.0.0.1:{server.server_address[1]}")
+              .replace("/work/.local/bin", str(bin_dir))
+              .replace("/tmp/lab-downloads", str(downloads)))
+    try:
+        return subprocess.run(["bash", "-c", source], capture_output=True, text=True,
+                              env={**os.environ, "JQ_VERSION": "1.7.1",
+                                   "PATH": f"{bin_dir}:{os.environ['PATH']}"}, timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_jq_cell_installs_a_binary_that_matches_the_release_checksum(
+    tmp_path: Path,
+) -> None:
+    result = run_jq_install(tmp_path, tamper=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "jq-linux-amd64: OK" in result.stdout
+    assert result.stdout.rstrip().endswith("jq-1.7.1")
+    assert os.access(tmp_path / "bin" / "jq", os.X_OK)
+
+
+def test_the_jq_cell_refuses_a_binary_that_does_not_match(tmp_path: Path) -> None:
+    result = run_jq_install(tmp_path, tamper=True)
+    assert result.returncode != 0
+    assert "FAILED" in result.stdout + result.stderr
+    assert not (tmp_path / "bin" / "jq").exists()

@@ -41,7 +41,8 @@ def test_versions_are_pinned_exactly() -> None:
         "kubespray_tag",
     ):
         assert re.fullmatch(r"v\d+\.\d+\.\d+", v[key]), f"{key}: {v[key]}"
-    for key in ("terraform_version", "openstack_provider_version", "kubernetes_version"):
+    for key in ("terraform_version", "openstack_provider_version", "kubernetes_version",
+                "jq_version"):
         assert re.fullmatch(r"\d+\.\d+\.\d+", str(v[key])), f"{key}: {v[key]}"
     assert re.fullmatch(r"\d+\.\d+", v["kubernetes_minor"])
 
