@@ -424,3 +424,102 @@ def test_the_gpu_node_gets_the_runtime_containerd_is_told_to_use() -> None:
     installs = [t["ansible.builtin.apt"]["name"] for t in play["tasks"]
                 if "ansible.builtin.apt" in t]
     assert installs == ["nvidia-container-toolkit"]
+
+
+# Kubespray v2.31.0's Corefile templates, the lines that consume the lab's DNS variables
+# (roles/kubernetes-apps/ansible/templates/nodelocaldns-config.yml.j2, ".:53" zone, and
+# coredns-config.yml.j2, ".:53" zone), with nodelocaldns' upstreamForwardTarget as
+# roles/kubernetes-apps/ansible/tasks/nodelocaldns.yml computes it. Rendered with Jinja, as
+# Kubespray does, from the lab's inventory values.
+NODELOCALDNS_DEFAULT_ZONE = """\
+    .:53 {
+{% if nodelocaldns_additional_configs is defined %}
+        {{ nodelocaldns_additional_configs | indent(width=8, first=False) }}
+{% endif %}
+        errors
+        cache 30
+        reload
+        loop
+        bind {{ nodelocaldns_ip }}
+        forward . {{ upstreamForwardTarget }}
+    }
+"""
+UPSTREAM_FORWARD_TARGET = (
+    "{%- if resolvconf_mode == 'host_resolvconf' and upstream_dns_servers is defined"
+    " and upstream_dns_servers|length > 0 %}{{ upstream_dns_servers|join(' ') }}"
+    "{%- else %}/etc/resolv.conf{%- endif %}"
+)
+COREDNS_FORWARD = (
+    "forward . {{ upstream_dns_servers | join(' ') if upstream_dns_servers is defined and"
+    " upstream_dns_servers | length > 0 else '/etc/resolv.conf' }} {"
+)
+
+
+def render(template: str, values: dict[str, Any]) -> str:
+    """Render a Jinja template the way Ansible's template module does (trim_blocks)."""
+    import jinja2
+
+    env = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(template).render(**values)
+
+
+def nodelocaldns_default_zone(settings: dict[str, Any]) -> list[str]:
+    """The lines of nodelocaldns' ".:53" zone that Kubespray renders from these settings."""
+    values = {"nodelocaldns_ip": "169.254.25.10", "resolvconf_mode": "host_resolvconf"} | settings
+    values["upstreamForwardTarget"] = render(UPSTREAM_FORWARD_TARGET, values).strip()
+    return render(NODELOCALDNS_DEFAULT_ZONE, values).splitlines()
+
+
+def test_cluster_dns_forwards_to_public_resolvers_and_answers_aaaa_empty() -> None:
+    """KVM@TACC: pods resolve through 8.8.8.8 and 1.1.1.1 and get no IPv6 answers.
+
+    Templates checked (Kubespray v2.31.0, roles/kubernetes-apps/ansible/templates/):
+    nodelocaldns-config.yml.j2 ``.:53 {`` then ``{% if nodelocaldns_additional_configs is
+    defined %}`` ``{{ nodelocaldns_additional_configs | indent(width=8, first=False) }}`` and
+    ``forward . {{ upstreamForwardTarget }}``; coredns-config.yml.j2 ``forward . {{
+    upstream_dns_servers | join(' ') if upstream_dns_servers is defined and
+    upstream_dns_servers | length > 0 else '/etc/resolv.conf' }} {``.
+    """
+    settings = kubespray_vars()
+    # upstreamForwardTarget uses upstream_dns_servers only in Kubespray's default mode.
+    assert settings.get("resolvconf_mode", "host_resolvconf") == "host_resolvconf"
+    assert settings.get("enable_nodelocaldns", True) is True
+    assert settings["upstream_dns_servers"] == ["8.8.8.8", "1.1.1.1"]
+    assert render(COREDNS_FORWARD, settings) == "forward . 8.8.8.8 1.1.1.1 {"
+    zone = nodelocaldns_default_zone(settings)
+    assert "        forward . 8.8.8.8 1.1.1.1" in zone
+    # The template plugin block, as a block of the zone: opened and closed at its indent.
+    start = zone.index("        template IN AAAA {")
+    assert zone[start + 1:start + 3] == ["            rcode NOERROR", "        }"]
+    assert sum(line.count("{") for line in zone) == sum(line.count("}") for line in zone)
+
+
+def test_pre_k8s_turns_ipv6_off_on_ens3_and_dns_off_on_ens4() -> None:
+    """The host half of KVM@TACC's networking: sysctl on ens3, netplan and a check on ens4."""
+    settings = load(ANSIBLE / "group_vars" / "all.yml")
+    assert settings["pre_k8s_public_interface"] == "ens3"
+    assert settings["pre_k8s_private_interface"] == "ens4"
+    (play,) = [p for p in load(ANSIBLE / "pre_k8s" / "pre_k8s_configure.yml")
+               if p["hosts"] == "nodes"]
+    steps = play["tasks"]
+    sysctls = {render(t["ansible.posix.sysctl"]["name"], settings): t["ansible.posix.sysctl"]
+               for t in steps if "ansible.posix.sysctl" in t}
+    ipv6 = sysctls["net.ipv6.conf.ens3.disable_ipv6"]
+    assert ipv6["value"] == "1" and ipv6["state"] == "present" and ipv6["sysctl_set"] is True
+    assert ipv6["sysctl_file"].startswith("/etc/sysctl.d/")
+    (netplan,) = [t for t in steps
+                  if t.get("ansible.builtin.copy", {}).get("dest", "").startswith("/etc/netplan/")]
+    written = yaml.safe_load(render(netplan["ansible.builtin.copy"]["content"], settings))
+    assert written == {"network": {"version": 2, "ethernets": {"ens4": {
+        "dhcp4-overrides": {"use-dns": False, "use-domains": False}}}}}
+    assert netplan["ansible.builtin.copy"]["mode"] == "0600"  # netplan warns otherwise
+    (handler,) = play["handlers"]
+    assert netplan["notify"] == handler["name"]
+    assert handler["ansible.builtin.command"] == "netplan apply"
+    # The change is applied, then checked, before the next task relies on name resolution.
+    names = [t["name"] for t in steps]
+    flush = next(i for i, t in enumerate(steps) if t.get("ansible.builtin.meta") == "flush_handlers")
+    read = next(i for i, t in enumerate(steps)
+                if render(str(t.get("ansible.builtin.command", "")), settings) == "resolvectl dns ens4")
+    assert names.index(netplan["name"]) < flush < read
+    assert "trim == ''" in steps[read + 1]["ansible.builtin.assert"]["that"]
