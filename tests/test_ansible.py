@@ -518,8 +518,8 @@ def test_pre_k8s_turns_ipv6_off_on_ens3_and_dns_off_on_ens4() -> None:
     assert handler["ansible.builtin.command"] == "netplan apply"
     # The change is applied, then checked, before the next task relies on name resolution.
     names = [t["name"] for t in steps]
-    flush = next(i for i, t in enumerate(steps) if t.get("ansible.builtin.meta") == "flush_handlers")
-    read = next(i for i, t in enumerate(steps)
-                if render(str(t.get("ansible.builtin.command", "")), settings) == "resolvectl dns ens4")
+    commands = [render(str(t.get("ansible.builtin.command", "")), settings) for t in steps]
+    flush = [t.get("ansible.builtin.meta") for t in steps].index("flush_handlers")
+    read = commands.index("resolvectl dns ens4")
     assert names.index(netplan["name"]) < flush < read
     assert "trim == ''" in steps[read + 1]["ansible.builtin.assert"]["that"]
