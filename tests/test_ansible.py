@@ -523,3 +523,39 @@ def test_pre_k8s_turns_ipv6_off_on_ens3_and_dns_off_on_ens4() -> None:
     read = commands.index("resolvectl dns ens4")
     assert names.index(netplan["name"]) < flush < read
     assert "trim == ''" in steps[read + 1]["ansible.builtin.assert"]["that"]
+
+
+def test_generated_secret_fixed_values_and_copies_with_ansible(tmp_path: Path) -> None:
+    """Evaluate the role's own expressions with Ansible: fixed and random keys, and the copy."""
+    role = load(ANSIBLE / "roles" / "generated_secret" / "tasks" / "main.yml")
+    (create,) = [t for t in role if "generated_secret_values" in t.get("vars", {})]
+    (copy,) = [t for t in role if "Copy keys" in t["name"]]
+    assert copy["kubernetes.core.k8s"]["definition"]["metadata"]["namespace"] == (
+        "{{ generated_secret_copy_namespace }}")
+    playbook = [{
+        "name": "Evaluate", "hosts": "localhost", "gather_facts": False,
+        "vars": {
+            "generated_secret_keys": [{"key": "username", "value": "admin"},
+                                      {"key": "password", "length": 32}],
+            "generated_secret_values": create["vars"]["generated_secret_values"],
+            "generated_secret_copy_keys": ["username", "password"],
+            "generated_secret_original": {"resources": [{"data": {
+                "username": "YWRtaW4=", "password": "cHc=", "flask-secret-key": "a2V5"}}]},
+            "copied": copy["kubernetes.core.k8s"]["definition"]["data"],
+        },
+        "tasks": [{"name": "Show", "ansible.builtin.debug": {"var": v}}
+                  for v in ("generated_secret_values", "copied")],
+    }]
+    path = tmp_path / "evaluate.yml"
+    path.write_text(yaml.safe_dump(playbook))
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(path)],
+        capture_output=True, text=True,
+        env={"ANSIBLE_STDOUT_CALLBACK": "json", "PATH": str(BIN), "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    tasks_run = json.loads(result.stdout)["plays"][0]["tasks"]
+    values, copied = (t["hosts"]["localhost"][v] for t, v in
+                      zip(tasks_run, ("generated_secret_values", "copied"), strict=True))
+    assert values["username"] == "admin"
+    assert re.fullmatch(r"[A-Za-z0-9]{32}", values["password"])
+    assert copied == {"username": "YWRtaW4=", "password": "cHc="}  # no flask-secret-key
