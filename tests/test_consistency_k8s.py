@@ -345,3 +345,18 @@ def test_every_published_service_but_the_app_requires_a_login(flavour: str) -> N
         name = service["metadata"]["name"]
         if name not in OPEN_ON_PURPOSE:
             LOGINS[name](objects.get(app, []), service)
+
+
+def test_notebook_3_lists_every_open_port_and_its_login() -> None:
+    """Notebook 3's table of what the floating IP exposes agrees with the lab's ports."""
+    text = (REPO / "snippets" / "3_provision_tf.md").read_text()
+    section = text.split("## Who can reach the lab", 1)[1].split(":::", 1)[0]
+    rows = re.findall(r"^\| ([\d, ]+) \| (.+?) \| (.+?) \|$", section, flags=re.MULTILINE)
+    listed = {int(port): login for ports, _, login in rows for port in ports.split(", ")}
+    assert set(listed) == set(lab_ports())
+    app_ports = {port for port, service in lab_ports().items() if service.endswith(" app")}
+    assert app_ports == {80, 8080, 8081}
+    for port, login in listed.items():
+        assert login.startswith("anyone") == (port in app_ports), (port, login)
+    assert "TF_VAR_allowed_cidr" in text and "allowed_cidr" in (
+        REPO / "tf" / "kvm" / "variables.tf").read_text()
