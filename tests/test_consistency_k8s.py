@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -358,5 +359,22 @@ def test_notebook_3_lists_every_open_port_and_its_login() -> None:
     assert app_ports == {80, 8080, 8081}
     for port, login in listed.items():
         assert login.startswith("anyone") == (port in app_ports), (port, login)
-    assert "TF_VAR_allowed_cidr" in text and "allowed_cidr" in (
-        REPO / "tf" / "kvm" / "variables.tf").read_text()
+    assert 'variable "allowed_cidr"' in (REPO / "tf" / "kvm" / "variables.tf").read_text()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("203.0.113.0/24", "203.0.113.0/24"), ("", "")])
+def test_notebook_3_cell_narrows_allowed_cidr(value: str, expected: str) -> None:
+    """Run the cell with bash: a value becomes TF_VAR_allowed_cidr; empty keeps the default."""
+    text = (REPO / "snippets" / "3_provision_tf.md").read_text()
+    section = text.split("## Who can reach the lab", 1)[1]
+    (code,) = re.findall(r"```bash\n(.*?)```", section.split("\n::: {.cell .markdown}", 1)[0],
+                         flags=re.S)
+    assert code.startswith('ALLOWED_CIDR=""'), code
+    code = code.replace('ALLOWED_CIDR=""', f'ALLOWED_CIDR="{value}"', 1)
+    script = code + "status=$?\nprintenv TF_VAR_allowed_cidr\nexit $status\n"
+    result = subprocess.run(["bash", "-c", script],
+                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    shown, *exported = result.stdout.splitlines()
+    assert exported == ([expected] if expected else [])
+    assert shown == f"allowed_cidr={expected or '0.0.0.0/0 (the default)'}"
