@@ -15,21 +15,26 @@ from app.localserver import free_port
 class MlflowServer:
     """A lean `mlflow server` (SQLite + local artifacts) in a temporary folder."""
 
-    def __init__(self, root: Path, port: int | None = None) -> None:
+    def __init__(self, root: Path, port: int | None = None, app_name: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.root = root
         self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        # e.g. "basic-auth" with its settings in env (MLFLOW_AUTH_CONFIG_PATH, ...).
+        self.app_name = app_name
+        self.env = env or {}
 
     def start(self, timeout: float = 60.0) -> MlflowServer:
         """Launch the server and wait until its health endpoint answers."""
         self.root.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+        env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **self.env)
         cmd = [
             sys.executable, "-m", "mlflow", "server",
             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
             "--artifacts-destination", str(self.root / "artifacts"),
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            *(["--app-name", self.app_name] if self.app_name else []),
         ]
         log = open(self.root / "server.log", "wb")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

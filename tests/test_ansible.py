@@ -507,3 +507,139 @@ def test_device_plugin_check_catches_each_mistake() -> None:
     assert changed(lambda ts, k: k["definition"]["metadata"].update(namespace="default"))
     assert changed(lambda ts, k: k["definition"]["spec"]["template"]["spec"].update(
         tolerations=[]))
+# Kubespray's Corefile templates, the lines that consume the lab's DNS variables
+# (roles/kubernetes-apps/ansible/templates/nodelocaldns-config.yml.j2, ".:53" zone, and
+# coredns-config.yml.j2, ".:53" zone), with nodelocaldns' upstreamForwardTarget as
+# roles/kubernetes-apps/ansible/tasks/nodelocaldns.yml computes it. The submodule is not
+# checked out here: the lines were read from stored copies of Kubespray near v2.31.0 (no
+# copy at the tag's commit was available), and docs/advanced/dns-stack.md documents the
+# variables. Rendered with Jinja, as Kubespray does, from the lab's inventory values.
+NODELOCALDNS_DEFAULT_ZONE = """\
+    .:53 {
+{% if nodelocaldns_additional_configs is defined %}
+        {{ nodelocaldns_additional_configs | indent(width=8, first=False) }}
+{% endif %}
+        errors
+        cache 30
+        reload
+        loop
+        bind {{ nodelocaldns_ip }}
+        forward . {{ upstreamForwardTarget }}
+    }
+"""
+UPSTREAM_FORWARD_TARGET = (
+    "{%- if resolvconf_mode == 'host_resolvconf' and upstream_dns_servers is defined"
+    " and upstream_dns_servers|length > 0 %}{{ upstream_dns_servers|join(' ') }}"
+    "{%- else %}/etc/resolv.conf{%- endif %}"
+)
+COREDNS_FORWARD = (
+    "forward . {{ upstream_dns_servers | join(' ') if upstream_dns_servers is defined and"
+    " upstream_dns_servers | length > 0 else '/etc/resolv.conf' }} {"
+)
+
+
+def render(template: str, values: dict[str, Any]) -> str:
+    """Render a Jinja template the way Ansible's template module does (trim_blocks)."""
+    import jinja2
+
+    env = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(template).render(**values)
+
+
+def nodelocaldns_default_zone(settings: dict[str, Any]) -> list[str]:
+    """The lines of nodelocaldns' ".:53" zone that Kubespray renders from these settings."""
+    values = {"nodelocaldns_ip": "169.254.25.10", "resolvconf_mode": "host_resolvconf"} | settings
+    values["upstreamForwardTarget"] = render(UPSTREAM_FORWARD_TARGET, values).strip()
+    return render(NODELOCALDNS_DEFAULT_ZONE, values).splitlines()
+
+
+def test_cluster_dns_forwards_to_public_resolvers_and_answers_aaaa_empty() -> None:
+    """KVM@TACC: pods resolve through 8.8.8.8 and 1.1.1.1 and get no IPv6 answers.
+
+    Templates checked (Kubespray, roles/kubernetes-apps/ansible/templates/):
+    nodelocaldns-config.yml.j2 ``.:53 {`` then ``{% if nodelocaldns_additional_configs is
+    defined %}`` ``{{ nodelocaldns_additional_configs | indent(width=8, first=False) }}`` and
+    ``forward . {{ upstreamForwardTarget }}``; coredns-config.yml.j2 ``forward . {{
+    upstream_dns_servers | join(' ') if upstream_dns_servers is defined and
+    upstream_dns_servers | length > 0 else '/etc/resolv.conf' }} {``.
+    """
+    settings = kubespray_vars()
+    # upstreamForwardTarget uses upstream_dns_servers only in Kubespray's default mode.
+    assert settings.get("resolvconf_mode", "host_resolvconf") == "host_resolvconf"
+    assert settings.get("enable_nodelocaldns", True) is True
+    assert settings["upstream_dns_servers"] == ["8.8.8.8", "1.1.1.1"]
+    assert render(COREDNS_FORWARD, settings) == "forward . 8.8.8.8 1.1.1.1 {"
+    zone = nodelocaldns_default_zone(settings)
+    assert "        forward . 8.8.8.8 1.1.1.1" in zone
+    # The template plugin block, as a block of the zone: opened and closed at its indent.
+    start = zone.index("        template IN AAAA {")
+    assert zone[start + 1:start + 3] == ["            rcode NOERROR", "        }"]
+    assert sum(line.count("{") for line in zone) == sum(line.count("}") for line in zone)
+
+
+def test_pre_k8s_turns_ipv6_off_on_ens3_and_dns_off_on_ens4() -> None:
+    """The host half of KVM@TACC's networking: sysctl on ens3, netplan and a check on ens4."""
+    settings = load(ANSIBLE / "group_vars" / "all.yml")
+    assert settings["pre_k8s_public_interface"] == "ens3"
+    assert settings["pre_k8s_private_interface"] == "ens4"
+    (play,) = [p for p in load(ANSIBLE / "pre_k8s" / "pre_k8s_configure.yml")
+               if p["hosts"] == "nodes"]
+    steps = play["tasks"]
+    sysctls = {render(t["ansible.posix.sysctl"]["name"], settings): t["ansible.posix.sysctl"]
+               for t in steps if "ansible.posix.sysctl" in t}
+    ipv6 = sysctls["net.ipv6.conf.ens3.disable_ipv6"]
+    assert ipv6["value"] == "1" and ipv6["state"] == "present" and ipv6["sysctl_set"] is True
+    assert ipv6["sysctl_file"].startswith("/etc/sysctl.d/")
+    (netplan,) = [t for t in steps
+                  if t.get("ansible.builtin.copy", {}).get("dest", "").startswith("/etc/netplan/")]
+    written = yaml.safe_load(render(netplan["ansible.builtin.copy"]["content"], settings))
+    assert written == {"network": {"version": 2, "ethernets": {"ens4": {
+        "dhcp4-overrides": {"use-dns": False, "use-domains": False}}}}}
+    assert netplan["ansible.builtin.copy"]["mode"] == "0600"  # netplan warns otherwise
+    (handler,) = play["handlers"]
+    assert netplan["notify"] == handler["name"]
+    assert handler["ansible.builtin.command"] == "netplan apply"
+    # The change is applied, then checked, before the next task relies on name resolution.
+    names = [t["name"] for t in steps]
+    commands = [str(t.get("ansible.builtin.command", "")) for t in steps]
+    flush = [t.get("ansible.builtin.meta") for t in steps].index("flush_handlers")
+    (read,) = [i for i, c in enumerate(commands) if c.startswith("resolvectl dns ")]
+    assert render(commands[read], settings) == "resolvectl dns ens4"
+    assert names.index(netplan["name"]) < flush < read
+    assert "trim == ''" in steps[read + 1]["ansible.builtin.assert"]["that"]
+
+
+def test_generated_secret_fixed_values_and_copies_with_ansible(tmp_path: Path) -> None:
+    """Evaluate the role's own expressions with Ansible: fixed and random keys, and the copy."""
+    role = load(ANSIBLE / "roles" / "generated_secret" / "tasks" / "main.yml")
+    (create,) = [t for t in role if "generated_secret_values" in t.get("vars", {})]
+    (copy,) = [t for t in role if "Copy keys" in t["name"]]
+    assert copy["kubernetes.core.k8s"]["definition"]["metadata"]["namespace"] == (
+        "{{ generated_secret_copy_namespace }}")
+    playbook = [{
+        "name": "Evaluate", "hosts": "localhost", "gather_facts": False,
+        "vars": {
+            "generated_secret_keys": [{"key": "username", "value": "admin"},
+                                      {"key": "password", "length": 32}],
+            "generated_secret_values": create["vars"]["generated_secret_values"],
+            "generated_secret_copy_keys": ["username", "password"],
+            "generated_secret_original": {"resources": [{"data": {
+                "username": "YWRtaW4=", "password": "cHc=", "flask-secret-key": "a2V5"}}]},
+            "copied": copy["kubernetes.core.k8s"]["definition"]["data"],
+        },
+        "tasks": [{"name": "Show", "ansible.builtin.debug": {"var": v}}
+                  for v in ("generated_secret_values", "copied")],
+    }]
+    path = tmp_path / "evaluate.yml"
+    path.write_text(yaml.safe_dump(playbook))
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(path)],
+        capture_output=True, text=True,
+        env={"ANSIBLE_STDOUT_CALLBACK": "json", "PATH": str(BIN), "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    tasks_run = json.loads(result.stdout)["plays"][0]["tasks"]
+    values, copied = (t["hosts"]["localhost"][v] for t, v in
+                      zip(tasks_run, ("generated_secret_values", "copied"), strict=True))
+    assert values["username"] == "admin"
+    assert re.fullmatch(r"[A-Za-z0-9]{32}", values["password"])
+    assert copied == {"username": "YWRtaW4=", "password": "cHc="}  # no flask-secret-key

@@ -9,11 +9,13 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import hcl2
 import pytest
+import yaml
 
 from tests.k8s_render import (
     APPLICATIONS,
@@ -265,3 +267,114 @@ def test_workflows_reach_mlflow_and_staging_by_their_chart_names() -> None:
     text += (REPO / "ansible" / "group_vars" / "all.yml").read_text()
     assert "mlflow.gourmetgram-platform.svc.cluster.local:8000" in text
     assert "gourmetgram-app.gourmetgram-staging.svc.cluster.local:8081" in text
+
+
+# ---- what is open to the Internet ---------------------------------------------------------
+
+
+def playbook_ui_services() -> list[dict[str, Any]]:
+    """The Services that post_k8s publishes for the Argo CD and Argo Workflows UIs."""
+    plays = load_yaml(REPO / "ansible" / "post_k8s" / "post_k8s_configure.yml")
+    (task,) = [t for p in plays for t in p.get("tasks", []) if "UIs" in t["name"]]
+    spec = task["kubernetes.core.k8s"]["definition"]["spec"]
+    # The spec is one Jinja expression: check it publishes the way the charts do.
+    assert "'externalIPs': [external_ip]" in spec and "'type': 'NodePort'} if kind" in spec
+    return [{"metadata": {"name": i["name"], "namespace": i["namespace"]},
+             "spec": {"selector": i["selector"]}} for i in task["loop"]]
+
+
+def text_under(*folders: str) -> str:
+    """The YAML and Jinja of the folders that configure the cluster, in one string."""
+    return "\n".join(p.read_text() for f in folders for p in sorted((REPO / f).rglob("*"))
+                     if p.suffix in {".yml", ".yaml", ".j2", ".tpl"} and "kubespray" not in p.parts)
+
+
+def mlflow_login(objects: list[dict[str, Any]], service: dict[str, Any]) -> None:
+    """MLflow: its basic-auth app (user and password), checked by the chart tests too."""
+    deployment = find(objects, "Deployment", "mlflow")
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"][
+        "labels"].items()
+    (container,) = containers(deployment)
+    assert "--app-name=basic-auth" in container["args"]
+
+
+def minio_console_login(objects: list[dict[str, Any]], service: dict[str, Any]) -> None:
+    """MinIO console: MinIO's login with the generated root user (never minioadmin)."""
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["console"]
+    (container,) = containers(find(objects, "Deployment", "minio"))
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]
+            if "valueFrom" in e}
+    assert refs["MINIO_ROOT_USER"] == refs["MINIO_ROOT_PASSWORD"] == "minio-credentials"
+
+
+def argocd_login(objects: list[dict[str, Any]], service: dict[str, Any]) -> None:
+    """Argo CD UI: Argo CD's own login (admin); nothing turns anonymous access on."""
+    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "argocd-server"}
+    assert "users.anonymous.enabled" not in text_under("ansible", "k8s")
+
+
+def argo_workflows_login(objects: list[dict[str, Any]], service: dict[str, Any]) -> None:
+    """Argo Workflows UI: its default "client" auth mode, a pasted service-account token."""
+    assert service["spec"]["selector"] == {"app": "argo-server"}
+    assert "--auth-mode" not in text_under("ansible", "k8s", "workflows")
+    tokens = [d for d in yaml.safe_load_all(
+        (REPO / "ansible" / "post_k8s" / "manifests" / "argo-ui-rbac.yaml").read_text())
+        if d and d["kind"] == "Secret"]
+    assert [t["type"] for t in tokens] == ["kubernetes.io/service-account-token"]
+
+
+# Every Service on the floating IP (or a kind NodePort) and how it asks who you are; the
+# app (gourmetgram-app, ports 80, 8080, 8081) is the one open on purpose.
+LOGINS = {
+    "mlflow": mlflow_login,
+    "minio-console": minio_console_login,
+    "argocd-server-external": argocd_login,
+    "argo-server-external": argo_workflows_login,
+}
+OPEN_ON_PURPOSE = {"gourmetgram-app"}
+
+
+@pytest.mark.parametrize("flavour", ["cloud", "kind"])
+def test_every_published_service_but_the_app_requires_a_login(flavour: str) -> None:
+    objects = {app: render(case(app, flavour)) for app in APPLICATIONS}
+    published = [(app, s) for app in APPLICATIONS for s in exposed_services(flavour)
+                 if s in objects[app]]
+    published += [("post_k8s", s) for s in playbook_ui_services()]
+    names = {s["metadata"]["name"] for _, s in published}
+    assert names == set(LOGINS) | OPEN_ON_PURPOSE, "a published Service without a known login"
+    for app, service in published:
+        name = service["metadata"]["name"]
+        if name not in OPEN_ON_PURPOSE:
+            LOGINS[name](objects.get(app, []), service)
+
+
+def test_notebook_3_lists_every_open_port_and_its_login() -> None:
+    """Notebook 3's table of what the floating IP exposes agrees with the lab's ports."""
+    text = (REPO / "snippets" / "3_provision_tf.md").read_text()
+    section = text.split("## Who can reach the lab", 1)[1].split(":::", 1)[0]
+    rows = re.findall(r"^\| ([\d, ]+) \| (.+?) \| (.+?) \|$", section, flags=re.MULTILINE)
+    listed = {int(port): login for ports, _, login in rows for port in ports.split(", ")}
+    assert set(listed) == set(lab_ports())
+    app_ports = {port for port, service in lab_ports().items() if service.endswith(" app")}
+    assert app_ports == {80, 8080, 8081}
+    for port, login in listed.items():
+        assert login.startswith("anyone") == (port in app_ports), (port, login)
+    assert 'variable "allowed_cidr"' in (REPO / "tf" / "kvm" / "variables.tf").read_text()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("203.0.113.0/24", "203.0.113.0/24"), ("", "")])
+def test_notebook_3_cell_narrows_allowed_cidr(value: str, expected: str) -> None:
+    """Run the cell with bash: a value becomes TF_VAR_allowed_cidr; empty keeps the default."""
+    text = (REPO / "snippets" / "3_provision_tf.md").read_text()
+    section = text.split("## Who can reach the lab", 1)[1]
+    (code,) = re.findall(r"```bash\n(.*?)```", section.split("\n::: {.cell .markdown}", 1)[0],
+                         flags=re.S)
+    assert code.startswith('ALLOWED_CIDR=""'), code
+    code = code.replace('ALLOWED_CIDR=""', f'ALLOWED_CIDR="{value}"', 1)
+    script = code + "status=$?\nprintenv TF_VAR_allowed_cidr\nexit $status\n"
+    result = subprocess.run(["bash", "-c", script],
+                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    shown, *exported = result.stdout.splitlines()
+    assert exported == ([expected] if expected else [])
+    assert shown == f"allowed_cidr={expected or '0.0.0.0/0 (the default)'}"

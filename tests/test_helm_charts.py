@@ -291,6 +291,9 @@ def test_storage_credentials_only_reach_mlflow() -> None:
         ("minio-credentials", "accesskey"),
         ("minio-credentials", "secretkey"),
         ("postgres-credentials", "password"),
+        ("mlflow-credentials", "username"),
+        ("mlflow-credentials", "password"),
+        ("mlflow-credentials", "flask-secret-key"),
     }
 
 
@@ -316,6 +319,53 @@ def test_mlflow_command_line_is_accepted_by_the_pinned_mlflow() -> None:
     assert backend.startswith("postgresql+psycopg2://mlflow:$(POSTGRES_PASSWORD)@")
     assert backend.endswith("@postgres.gourmetgram-platform.svc.cluster.local:5432/mlflow")
     assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio.gourmetgram-platform.svc.cluster.local:9000"
+
+
+def mlflow_auth_ini(flavour: str = "cloud") -> str:
+    """The basic_auth.ini that the MLflow container reads (MLFLOW_AUTH_CONFIG_PATH)."""
+    objects = render(case("platform", flavour))
+    deployment = find(objects, "Deployment", "mlflow")
+    (container,) = containers(deployment)
+    path = Path({e["name"]: e.get("value") for e in container["env"]}["MLFLOW_AUTH_CONFIG_PATH"])
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent)]
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"]
+                 if v["name"] == mount["name"]]
+    return find(objects, "ConfigMap", volume["configMap"]["name"])["data"][path.name]
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_mlflow_requires_a_login(flavour: str, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server runs MLflow's basic-auth app, its users in the tracking store's Postgres."""
+    from mlflow.cli import server
+    from mlflow.server.auth.config import read_auth_config
+
+    container = mlflow_container(flavour)
+    assert server.make_context("server", list(container["args"])).params["app_name"] == "basic-auth"
+    env = container["env"]
+    names = [e["name"] for e in env]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
+    assert refs["MLFLOW_AUTH_ADMIN_USERNAME"] == {"name": "mlflow-credentials", "key": "username"}
+    assert refs["MLFLOW_AUTH_ADMIN_PASSWORD"] == {"name": "mlflow-credentials", "key": "password"}
+    assert refs["MLFLOW_FLASK_SERVER_SECRET_KEY"] == {
+        "name": "mlflow-credentials", "key": "flask-secret-key"}
+    # Kubernetes substitutes $(VAR) only with variables defined earlier in the list.
+    values = {e["name"]: e.get("value") for e in env}
+    assert values["PGPASSWORD"] == "$(POSTGRES_PASSWORD)"
+    assert names.index("POSTGRES_PASSWORD") < names.index("PGPASSWORD")
+    # MLflow's own reader of the file: the user store is the tracking database, no password.
+    ini = tmp_path / "basic_auth.ini"
+    ini.write_text(mlflow_auth_ini(flavour))
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(ini))
+    config = read_auth_config()
+    backend = values["MLFLOW_BACKEND_STORE_URI"]
+    assert config.database_uri == backend.replace(":$(POSTGRES_PASSWORD)", "")
+    assert config.default_permission == "READ"
+    assert config.authorization_function == "mlflow.server.auth:authenticate_request_basic_auth"
+    # A changed file restarts the pod.
+    annotations = find(render(case("platform", flavour)), "Deployment", "mlflow")["spec"][
+        "template"]["metadata"]["annotations"]
+    assert re.fullmatch(r"[0-9a-f]{64}", annotations["checksum/auth-config"])
 
 
 @pytest.mark.parametrize(
@@ -396,6 +446,7 @@ def test_bucket_job_is_an_idempotent_hook() -> None:
     [
         ({"serviceType": "LoadBalancer"}, "serviceType must be ClusterIP or NodePort"),
         ({"serviceType": "NodePort"}, "mlflow.nodePort is required when serviceType is NodePort"),
+        ({"mlflow": {"defaultPermission": "ALL"}}, "mlflow.defaultPermission must be READ"),
     ],
 )
 def test_platform_chart_refuses_bad_values(change: dict, message: str) -> None:

@@ -194,3 +194,46 @@ def test_deploys_outwait_the_deployments_progress_deadline() -> None:
                  for t in doc["spec"]["templates"] if t["name"] == "deploy"]
     (timeout,) = [p for p in deploy["inputs"]["parameters"] if p["name"] == "timeout"]
     assert float(timeout["value"]) == ops.DEPLOY_TIMEOUT_S
+
+
+# The login the workflows use for MLflow (shared name, CONTRIBUTING.md).
+MLFLOW_LOGIN = {"MLFLOW_TRACKING_USERNAME": "username", "MLFLOW_TRACKING_PASSWORD": "password"}
+MLFLOW_SECRET = "mlflow-credentials"
+
+
+def env_lists(node: object) -> list[tuple[str, list[dict]]]:
+    """(container name, env) of every container-like mapping with an env list, at any depth."""
+    found = []
+    if isinstance(node, dict):
+        if isinstance(node.get("env"), list):
+            found.append((node.get("name", "?"), node["env"]))
+        for value in node.values():
+            found += env_lists(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += env_lists(value)
+    return found
+
+
+def test_every_mlflow_client_gets_the_login() -> None:
+    """A container with MLFLOW_TRACKING_URI also gets both credentials from the Secret."""
+    clients = [(f"{label}: {name}", env) for label, doc in DOCS for name, env in env_lists(doc)
+               if any(e.get("name") == "MLFLOW_TRACKING_URI" for e in env)]
+    assert len(clients) >= 3, clients  # train-model, ops, build-container-image's download
+    for where, env in clients:
+        refs = {e["name"]: (e.get("valueFrom") or {}).get("secretKeyRef") for e in env}
+        for variable, key in MLFLOW_LOGIN.items():
+            assert refs.get(variable) == {"name": MLFLOW_SECRET, "key": key}, (where, variable)
+
+
+def test_the_playbook_gives_the_workflows_the_login_they_read() -> None:
+    """argocd_add_platform.yml copies exactly the keys the workflows read into argo."""
+    plays = load_yaml(REPO / "ansible" / "argocd" / "argocd_add_platform.yml")
+    (task,) = [t for p in plays for t in p.get("tasks", [])
+               if t.get("ansible.builtin.include_role", {}).get("name") == "generated_secret"]
+    (secret,) = [s for s in task["loop"] if s["name"] == MLFLOW_SECRET]
+    assert secret["copy_namespace"] == "argo"
+    assert secret["copy_keys"] == sorted(MLFLOW_LOGIN.values(), reverse=True)
+    assert {k["key"] for k in secret["secret_keys"]} >= set(MLFLOW_LOGIN.values())
+    chart = load_yaml(REPO / "k8s" / "platform" / "values.yaml")
+    assert chart["secrets"]["mlflow"] == MLFLOW_SECRET

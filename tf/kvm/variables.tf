@@ -79,4 +79,9 @@ variable "allowed_cidr" {
   description = "Addresses allowed to reach the lab's ports on the floating IP; narrow it to your own network if you can"
   type        = string
   default     = "0.0.0.0/0"
+
+  validation {
+    condition     = can(cidrnetmask(var.allowed_cidr))
+    error_message = "allowed_cidr must be one IPv4 range in CIDR notation, such as 203.0.113.0/24 (0.0.0.0/0 is everyone)."
+  }
 }

@@ -83,3 +83,14 @@ A browser or client sends "name:port", so each name is allowed bare and with any
 {{- range $names | uniq }}{{ $hosts = append (append $hosts .) (printf "%s:*" .) }}{{ end -}}
 {{- join "," $hosts -}}
 {{- end }}
+
+{{/*
+The basic_auth.ini of MLflow's basic-auth app: its user store is the tracking store's
+Postgres database (user and host in the URI; the password comes from PGPASSWORD).
+*/}}
+{{- define "platform.mlflowAuthConfig" -}}
+[mlflow]
+default_permission = {{ .Values.mlflow.defaultPermission }}
+database_uri = postgresql+psycopg2://{{ .Values.postgres.user }}@postgres.{{ .Release.Namespace }}.svc.cluster.local:5432/{{ .Values.postgres.database }}
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+{{- end }}
