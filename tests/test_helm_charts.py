@@ -243,8 +243,15 @@ def test_platform_services_and_ports() -> None:
         "minio": [9000, 9001],
         "minio-console": [9001],
         "postgres": [5432],
+        "prometheus": [9090],
+        "grafana": [3000],
     }
-    assert {o["metadata"]["namespace"] for o in objects} == {"gourmetgram-platform"}
+    # Everything but Prometheus' cluster-wide read access to pods lives in the namespace.
+    cluster_wide = {"ClusterRole", "ClusterRoleBinding"}
+    assert {o["metadata"]["namespace"] for o in objects
+            if o["kind"] not in cluster_wide} == {"gourmetgram-platform"}
+    assert sorted(o["metadata"]["name"] for o in objects if o["kind"] in cluster_wide) == [
+        "gourmetgram-prometheus", "gourmetgram-prometheus"]
 
 
 def test_platform_volumes_use_local_path() -> None:
@@ -252,7 +259,7 @@ def test_platform_volumes_use_local_path() -> None:
     claims = [o["spec"] for o in objects if o["kind"] == "PersistentVolumeClaim"]
     claims += find(objects, "StatefulSet", "postgres")["spec"]["volumeClaimTemplates"]
     claims = [c.get("spec", c) for c in claims]
-    assert len(claims) == 2
+    assert len(claims) == 3  # MinIO, Postgres, Prometheus
     assert {c["storageClassName"] for c in claims} == {"local-path"}
     kind_objects = render(case("platform", "kind"))
     kind_claim = find(kind_objects, "PersistentVolumeClaim", "minio-data")

@@ -15,6 +15,7 @@ locals {
     staging-app    = 8081
     mlflow         = 8000
     minio-console  = 9001
+    grafana        = 3000
     argocd-ui      = 8888
     argo-workflows = 2746
     # The Kubernetes API: the notebooks run kubectl and argo from the Jupyter server,
