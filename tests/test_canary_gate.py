@@ -23,9 +23,9 @@ import ops
 import pytest
 import torch
 import yaml
+from live_users import play
 from model import load_for_serving, save_for_serving
 
-from app.live_users import play
 from app.localserver import LocalServer, free_port
 from tests.prometheus_server import PrometheusServer, loopback_config, pod_target
 
@@ -110,6 +110,11 @@ def live(trained_models: dict[str, Path], sample_data: Path,
         # so production's predictions spread over the classes.
         images = [(p.name, p.read_bytes())
                   for p in sorted((sample_data / "validation").rglob("*.jpg"))][::3]
+        # One request each first, so that every series exists before the load: increase()
+        # counts from a series' first sample, and a series appears with its first request.
+        for server in servers.values():
+            play(server.url, images, rate=1, duration_s=5, users=1, max_requests=1)
+        time.sleep(2.5)
         results = {}
 
         def drive(name: str) -> None:

@@ -173,7 +173,7 @@ def test_no_secret_values_in_the_charts() -> None:
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_app_environment_on_chameleon(env: str) -> None:
-    port = {"staging": 8081, "canary": 8080, "production": 80}[env]
+    port = {"staging": 8081, "canary": 8080, "production": 8082}[env]
     objects = render(case(env, "cloud"))
     service = find(objects, "Service", "gourmetgram-app")
     assert service["metadata"]["namespace"] == f"gourmetgram-{env}"

@@ -69,8 +69,12 @@ class Figures:
 
     @property
     def error_ratio(self) -> float:
-        """Share of requests that failed with a 5xx status; 0 without requests."""
-        return self.errors / self.requests if self.requests else 0.0
+        """Share of requests that failed with a 5xx status; 0 without requests.
+
+        increase() extrapolates each series on its own, so errors can come out a hair above
+        requests; the share is capped at 1.
+        """
+        return min(1.0, self.errors / self.requests) if self.requests else 0.0
 
 
 @dataclass(frozen=True)

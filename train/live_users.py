@@ -1,6 +1,6 @@
 """Play live users against the app: photos POSTed to /predict at a set rate for a set time.
 
-    python -m app.live_users --url http://FLOATING_IP/ --rate 5 --duration 600
+    python live_users.py --url http://FLOATING_IP/ --rate 5 --duration 600
 
 The run is bounded (at most MAX_DURATION_S seconds and MAX_RATE requests per second) and
 stops by itself; it prints one line per minute and a summary. The photos are the app's
@@ -17,6 +17,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import config  # noqa: F401 - puts the repository root (app/) on the import path
 
 from app.client import Client, multipart
 from app.config import SAMPLES_DIR
@@ -115,7 +117,7 @@ def play(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the users; exit 0 when the app answered at least once, 1 when it never did."""
-    p = argparse.ArgumentParser(prog="live_users", description=__doc__,
+    p = argparse.ArgumentParser(prog="live_users.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", required=True, help="the app's address, e.g. http://FLOATING_IP/")
     p.add_argument("--rate", type=float, default=5.0, help="requests per second (default 5)")
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         played = play(args.url, load_images(args.images), args.rate, args.duration,
                       users=args.users, progress=60.0)
     except ValueError as e:
-        print(f"live_users: {e}", file=sys.stderr)
+        print(f"live_users.py: {e}", file=sys.stderr)
         return 2
     print(played.summary(), flush=True)
     return 0 if played.statuses else 1
