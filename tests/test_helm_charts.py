@@ -76,11 +76,19 @@ def test_kubernetes_validate_knows_the_pinned_minor() -> None:
     assert any(v.startswith(kube_version() + ".") for v in known), known
 
 
+# Gateway API kinds have no schema in kubernetes-validate (they are CRDs); their fields
+# are checked by tests/test_monitoring.py.
+GATEWAY_API = "gateway.networking.k8s.io/"
+
+
 @pytest.mark.parametrize(("app", "flavour"), CASE_IDS)
 def test_rendered_objects_match_the_kubernetes_schema(app: str, flavour: str) -> None:
     objects = render(case(app, flavour))
     assert objects
     for obj in objects:
+        if obj["apiVersion"].startswith(GATEWAY_API):
+            assert obj["kind"] in {"GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"}
+            continue
         # --strict: an unknown or misspelled field is an error, not a silent no-op.
         checked = kubernetes_validate.validate(obj, kube_version(), strict=True)
         assert checked == kube_version(), f"{obj['kind']} validated against {checked}"
@@ -245,13 +253,16 @@ def test_platform_services_and_ports() -> None:
         "postgres": [5432],
         "prometheus": [9090],
         "grafana": [3000],
+        "traefik": [80],
     }
-    # Everything but Prometheus' cluster-wide read access to pods lives in the namespace.
-    cluster_wide = {"ClusterRole", "ClusterRoleBinding"}
+    # Everything lives in the namespace but the read access of Prometheus (pods) and Traefik
+    # (routes and their backends), and Traefik's GatewayClass.
+    cluster_wide = {"ClusterRole", "ClusterRoleBinding", "GatewayClass"}
     assert {o["metadata"]["namespace"] for o in objects
             if o["kind"] not in cluster_wide} == {"gourmetgram-platform"}
     assert sorted(o["metadata"]["name"] for o in objects if o["kind"] in cluster_wide) == [
-        "gourmetgram-prometheus", "gourmetgram-prometheus"]
+        "gourmetgram-prometheus", "gourmetgram-prometheus", "gourmetgram-traefik",
+        "gourmetgram-traefik", "traefik"]
 
 
 def test_platform_volumes_use_local_path() -> None:
@@ -298,6 +309,7 @@ def test_storage_credentials_only_reach_mlflow() -> None:
         ("minio-credentials", "accesskey"),
         ("minio-credentials", "secretkey"),
         ("postgres-credentials", "password"),
+        ("grafana-credentials", "password"),
     }
 
 
