@@ -60,6 +60,9 @@ class PrometheusServer:
 
     def start(self, timeout: float = 30.0) -> PrometheusServer:
         """Write the config, check it with promtool, launch, and wait until it is ready."""
+        if not Path(BINARY).is_file() or not shutil.which("promtool"):
+            raise RuntimeError("prometheus and promtool are missing: make setup installs "
+                               "Debian's prometheus package")
         self.root.mkdir(parents=True, exist_ok=True)
         config_file = self.root / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(self.config))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -36,9 +35,6 @@ MIN_REQUESTS = 60
 SLOW_DELAY_S = 0.15
 WINDOW = "5m"
 VERSIONS = {"production": "1", "healthy": "2", "errors": "3", "slow": "4", "skewed": "5"}
-
-pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None,
-                                reason="needs Debian's prometheus package (make setup)")
 
 
 def one_class_model(normal: Path, out: Path, version: str, class_index: int = 3) -> Path:
