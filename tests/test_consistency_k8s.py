@@ -323,15 +323,27 @@ def argo_workflows_login(objects: list[dict[str, Any]], service: dict[str, Any])
     assert [t["type"] for t in tokens] == ["kubernetes.io/service-account-token"]
 
 
+def grafana_login(objects: list[dict[str, Any]], service: dict[str, Any]) -> None:
+    """Grafana: its admin user with the generated password; no anonymous access, no sign-up."""
+    (container,) = containers(find(objects, "Deployment", "grafana"))
+    env = {e["name"]: e for e in container["env"]}
+    secret = env["GF_SECURITY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert secret == {"name": "grafana-credentials", "key": "password"}
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"]["value"] == "false"
+    assert env["GF_USERS_ALLOW_SIGN_UP"]["value"] == "false"
+
+
 # Every Service on the floating IP (or a kind NodePort) and how it asks who you are; the
-# app (gourmetgram-app, ports 80, 8080, 8081) is the one open on purpose.
+# app is the one open on purpose: directly (gourmetgram-app, ports 8082, 8080, 8081) and
+# through the live route (traefik, port 80).
 LOGINS = {
     "mlflow": mlflow_login,
     "minio-console": minio_console_login,
+    "grafana": grafana_login,
     "argocd-server-external": argocd_login,
     "argo-server-external": argo_workflows_login,
 }
-OPEN_ON_PURPOSE = {"gourmetgram-app"}
+OPEN_ON_PURPOSE = {"gourmetgram-app", "traefik"}
 
 
 @pytest.mark.parametrize("flavour", ["cloud", "kind"])
@@ -355,8 +367,8 @@ def test_notebook_3_lists_every_open_port_and_its_login() -> None:
     rows = re.findall(r"^\| ([\d, ]+) \| (.+?) \| (.+?) \|$", section, flags=re.MULTILINE)
     listed = {int(port): login for ports, _, login in rows for port in ports.split(", ")}
     assert set(listed) == set(lab_ports())
-    app_ports = {port for port, service in lab_ports().items() if service.endswith(" app")}
-    assert app_ports == {80, 8080, 8081}
+    app_ports = {port for port, service in lab_ports().items() if " app" in f" {service}"}
+    assert app_ports == {80, 8080, 8081, 8082}
     for port, login in listed.items():
         assert login.startswith("anyone") == (port in app_ports), (port, login)
     assert 'variable "allowed_cidr"' in (REPO / "tf" / "kvm" / "variables.tf").read_text()

@@ -76,11 +76,19 @@ def test_kubernetes_validate_knows_the_pinned_minor() -> None:
     assert any(v.startswith(kube_version() + ".") for v in known), known
 
 
+# Gateway API kinds have no schema in kubernetes-validate (they are CRDs); their fields
+# are checked by tests/test_monitoring.py.
+GATEWAY_API = "gateway.networking.k8s.io/"
+
+
 @pytest.mark.parametrize(("app", "flavour"), CASE_IDS)
 def test_rendered_objects_match_the_kubernetes_schema(app: str, flavour: str) -> None:
     objects = render(case(app, flavour))
     assert objects
     for obj in objects:
+        if obj["apiVersion"].startswith(GATEWAY_API):
+            assert obj["kind"] in {"GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"}
+            continue
         # --strict: an unknown or misspelled field is an error, not a silent no-op.
         checked = kubernetes_validate.validate(obj, kube_version(), strict=True)
         assert checked == kube_version(), f"{obj['kind']} validated against {checked}"
@@ -173,7 +181,7 @@ def test_no_secret_values_in_the_charts() -> None:
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_app_environment_on_chameleon(env: str) -> None:
-    port = {"staging": 8081, "canary": 8080, "production": 80}[env]
+    port = {"staging": 8081, "canary": 8080, "production": 8082}[env]
     objects = render(case(env, "cloud"))
     service = find(objects, "Service", "gourmetgram-app")
     assert service["metadata"]["namespace"] == f"gourmetgram-{env}"
@@ -243,8 +251,18 @@ def test_platform_services_and_ports() -> None:
         "minio": [9000, 9001],
         "minio-console": [9001],
         "postgres": [5432],
+        "prometheus": [9090],
+        "grafana": [3000],
+        "traefik": [80],
     }
-    assert {o["metadata"]["namespace"] for o in objects} == {"gourmetgram-platform"}
+    # Everything lives in the namespace but the read access of Prometheus (pods) and Traefik
+    # (routes and their backends), and Traefik's GatewayClass.
+    cluster_wide = {"ClusterRole", "ClusterRoleBinding", "GatewayClass"}
+    assert {o["metadata"]["namespace"] for o in objects
+            if o["kind"] not in cluster_wide} == {"gourmetgram-platform"}
+    assert sorted(o["metadata"]["name"] for o in objects if o["kind"] in cluster_wide) == [
+        "gourmetgram-prometheus", "gourmetgram-prometheus", "gourmetgram-traefik",
+        "gourmetgram-traefik", "traefik"]
 
 
 def test_platform_volumes_use_local_path() -> None:
@@ -252,7 +270,7 @@ def test_platform_volumes_use_local_path() -> None:
     claims = [o["spec"] for o in objects if o["kind"] == "PersistentVolumeClaim"]
     claims += find(objects, "StatefulSet", "postgres")["spec"]["volumeClaimTemplates"]
     claims = [c.get("spec", c) for c in claims]
-    assert len(claims) == 2
+    assert len(claims) == 3  # MinIO, Postgres, Prometheus
     assert {c["storageClassName"] for c in claims} == {"local-path"}
     kind_objects = render(case("platform", "kind"))
     kind_claim = find(kind_objects, "PersistentVolumeClaim", "minio-data")
@@ -294,6 +312,7 @@ def test_storage_credentials_only_reach_mlflow() -> None:
         ("mlflow-credentials", "username"),
         ("mlflow-credentials", "password"),
         ("mlflow-credentials", "flask-secret-key"),
+        ("grafana-credentials", "password"),
     }
 
 

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"
 TEMPLATES = {"build-train-image", "train-model", "build-container-image",
              "deploy-container-image", "test-staging", "promote-model", "rollback",
-             "gourmetgram-ops"}
+             "gourmetgram-ops", "live-users"}
 DOCS = list(validate.documents(WORKFLOWS))
 
 
@@ -337,7 +337,8 @@ def test_staging_alias_moves_only_after_deploy_and_before_tests() -> None:
 
 # A plausible value for each ops.py option, to stand in for {{...}} in the YAML.
 SAMPLE_VALUES = {"--env": "staging", "--source": "staging", "--target": "canary",
-                 "--version": "3", "--tag": "staging-3", "--timeout": "300", "--out": "/model"}
+                 "--version": "3", "--tag": "staging-3", "--timeout": "300", "--out": "/model",
+                 "--window": "10m"}
 
 
 def ops_calls() -> list[list[str]]:
@@ -361,7 +362,8 @@ def ops_calls() -> list[list[str]]:
 def test_every_ops_call_parses_with_the_real_command_line() -> None:
     calls = ops_calls()
     assert {c[0] for c in calls} >= {"deploy", "record-deploy", "approve", "check-promotion",
-                                     "rollback-target", "record-rollback", "download"}
+                                     "rollback-target", "record-rollback", "download",
+                                     "canary-analysis"}
     for words in calls:
         args = ops.parser().parse_args(words)
         assert args.func.__name__ == "cmd_" + words[0].replace("-", "_")
@@ -407,7 +409,8 @@ def test_the_training_image_name_comes_from_the_configmap_alone() -> None:
              for t in doc.get("spec", {}).get("templates") or []
              if any(TRAIN_IMAGE in text for text in validate.strings(t))}
     assert set(users) == {"train-model/train", "build-train-image/build",
-                          "build-container-image/build", "gourmetgram-ops/ops"}
+                          "build-container-image/build", "gourmetgram-ops/ops",
+                          "live-users/play"}
     for t in users.values():
         (param,) = [p for p in t["inputs"]["parameters"] if p["name"] == "train-image"]
         # No value or default to fall back on: a missing key fails the step, visibly.

@@ -11,7 +11,8 @@ Exit codes:
   2  bad command line
   3  deployment failed; the previous image is running again
   4  deployment failed and restoring the previous image failed too: a person must look
-  5  MLflow or the Kubernetes API could not be reached or had a server error (worth retrying)
+  5  MLflow, Prometheus or the Kubernetes API could not be reached or had a server error
+     (worth retrying)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import canary
 import config
 import lifecycle
 import rollout
@@ -86,6 +88,16 @@ def cmd_check_promotion(args: argparse.Namespace) -> str:
     """Exit 0 only if the version may be promoted from --source to --target."""
     lifecycle.check_promotion(client(), args.model, args.source, args.target, args.version)
     return args.version
+
+
+def cmd_canary_analysis(args: argparse.Namespace) -> str:
+    """Exit 0 only if live metrics say canary --version may replace production (canary.py)."""
+    code, message = canary.run_gate(args)
+    if code == canary.UNREACHABLE:
+        raise ConnectionError(message)
+    if code != canary.OK:
+        raise lifecycle.LifecycleError(message)
+    return message
 
 
 def cmd_record_deploy(args: argparse.Namespace) -> str:
@@ -157,6 +169,8 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--source", required=True, choices=envs)
     cmd.add_argument("--target", required=True, choices=envs)
     cmd.add_argument("--version", required=True, type=version_number)
+
+    canary.add_gate_flags(add("canary-analysis", cmd_canary_analysis))
 
     for name, func in (("record-deploy", cmd_record_deploy),
                        ("record-rollback", cmd_record_rollback)):

@@ -10,11 +10,13 @@ locals {
   # The ports the lab opens on the floating IP (CONTRIBUTING.md has the same table).
   public_ports = {
     ssh            = 22
-    production-app = 80
+    live-app       = 80
+    production-app = 8082
     canary-app     = 8080
     staging-app    = 8081
     mlflow         = 8000
     minio-console  = 9001
+    grafana        = 3000
     argocd-ui      = 8888
     argo-workflows = 2746
     # The Kubernetes API: the notebooks run kubectl and argo from the Jupyter server,
