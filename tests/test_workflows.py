@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -223,8 +224,9 @@ def test_train_model_parameters() -> None:
     assert train["container"]["command"] == ["python", "flow.py", "{{inputs.parameters.scenario}}"]
     out = train["outputs"]["parameters"][0]
     assert out["valueFrom"]["path"] == str(config.DEFAULT_VERSION_FILE)
-    when = [s for g in template("train-model", "main")["steps"] for s in g][1]["when"]
-    assert when == "'{{steps.train.outputs.parameters.model-version}}' != ''"
+    steps = {s["name"]: s for g in template("train-model", "main")["steps"] for s in g}
+    assert list(steps) == ["image", "build-image", "mark-current", "train", "build"]
+    assert steps["build"]["when"] == "'{{steps.train.outputs.parameters.model-version}}' != ''"
 
 
 def test_gpu_patch_targets_the_gpu_node_only_when_asked() -> None:
@@ -318,46 +320,83 @@ def images() -> list[str]:
 
 
 TRAIN_IMAGE = "{{inputs.parameters.train-image}}"  # from the ConfigMap gourmetgram-config
+TRAINED_IMAGE = "{{inputs.parameters.image}}"  # the content-tagged image, from the image step
+IMAGE_OUTPUT = "{{steps.image.outputs.parameters.image}}"
 
 
 def test_every_image_is_pinned_and_known() -> None:
     pins = versions()
     app = "{{inputs.parameters.registry}}/gourmetgram-app:"
-    found = {variant for image in images() for variant in validate.branches(image).values()}
-    for image in found - {TRAIN_IMAGE, TRAIN_IMAGE + "-cuda"}:
+    found = set(images())
+    for image in found - {TRAIN_IMAGE, TRAINED_IMAGE}:
         name, _, tag = image.rpartition(":")
         assert name and tag and tag != "latest", image
         assert image in (pins["buildkit_image"], pins["crane_image"]) or (
             image.startswith(app)), image
     assert pins["buildkit_image"].endswith("-rootless")
-    assert {TRAIN_IMAGE, pins["buildkit_image"], pins["crane_image"]} <= found
-    # Only training on the GPU node runs the CUDA image.
-    cuda = [i for i in images() if validate.branches(i)["true"].endswith("-cuda")]
-    assert cuda == [template("train-model", "train")["container"]["image"]]
+    assert {TRAIN_IMAGE, TRAINED_IMAGE, pins["buildkit_image"], pins["crane_image"]} <= found
+    # Training runs the content-tagged image that the image step named (with gpu=true its
+    # tag ends in -cuda: tests/test_image_tag.py); nothing else runs it.
+    assert [i for i in images() if i == TRAINED_IMAGE] == [
+        template("train-model", "train")["container"]["image"]]
 
 
 def test_the_training_image_name_comes_from_the_configmap_alone() -> None:
     users = {f"{doc['metadata']['name']}/{t['name']}": t for _, doc in DOCS
              for t in doc.get("spec", {}).get("templates") or []
              if any(TRAIN_IMAGE in text for text in validate.strings(t))}
-    assert set(users) == {"train-model/train", "build-train-image/build",
-                          "build-container-image/build", "gourmetgram-ops/ops"}
+    assert set(users) == {"build-container-image/build", "gourmetgram-ops/ops"}
     for t in users.values():
         (param,) = [p for p in t["inputs"]["parameters"] if p["name"] == "train-image"]
         # No value or default to fall back on: a missing key fails the step, visibly.
         assert param == {"name": "train-image", "valueFrom": {"configMapKeyRef": {
             "name": "gourmetgram-config", "key": "train-image"}}}
+        # The key names the moving tag "current": a node must ask the registry each time.
+        for c in [t.get("container"), *(t.get("initContainers") or [])]:
+            if c and c["image"] == TRAIN_IMAGE:
+                assert c["imagePullPolicy"] == "Always", t["name"]
+
+
+def test_training_runs_the_image_of_its_own_code() -> None:
+    """train-model computes the content tag, builds it when missing, then trains in it."""
+    steps = {s["name"]: s for g in template("train-model", "main")["steps"] for s in g}
+    image, build, current, train = (steps[n] for n in ("image", "build-image", "mark-current",
+                                                       "train"))
+    for step, name in ((image, "image"), (build, "build"), (current, "mark-current")):
+        assert step["templateRef"] == {"name": "build-train-image", "template": name}
+    assert build["when"] == "'{{steps.image.outputs.parameters.exists}}' == 'false'"
+    # Only a CPU image becomes "current": the lifecycle steps run on CPU nodes.
+    assert current["when"] == "'{{workflow.parameters.gpu}}' == 'false'"
+    args = {s["name"]: {p["name"]: p["value"] for p in s["arguments"]["parameters"]}
+            for s in (image, build, current, train)}
+    assert args["build-image"]["image"] == args["mark-current"]["image"] == IMAGE_OUTPUT
+    assert args["train"]["image"] == IMAGE_OUTPUT
+    gpu = "{{workflow.parameters.gpu}}"
+    assert args["image"]["gpu"] == args["build-image"]["gpu"] == args["train"]["gpu"] == gpu
+    assert template("train-model", "train")["container"]["image"] == TRAINED_IMAGE
+    # build-train-image on its own runs the same three templates in the same order.
+    own = [s for g in template("build-train-image", "main")["steps"] for s in g]
+    assert [s["template"] for s in own] == ["image", "build", "mark-current"]
+    outputs = {p["name"] for p in template("build-train-image", "image")["outputs"]["parameters"]}
+    assert outputs == {"image", "exists"}
+
+
+def test_no_step_waits_for_ever() -> None:
+    """A pod that cannot start (no image, no node) fails the workflow within a deadline."""
+    for name in ("train-model", "build-train-image"):
+        assert 0 < by_kind("WorkflowTemplate")[name]["spec"]["activeDeadlineSeconds"] <= 4 * 3600
+    for name in ("image", "mark-current"):
+        assert template("build-train-image", name)["activeDeadlineSeconds"] <= 300
+    assert template("build-train-image", "build")["activeDeadlineSeconds"] <= 3600
 
 
 def test_build_train_image_pushes_what_training_runs_for_cpu_and_gpu() -> None:
-    run = validate.branches(template("train-model", "train")["container"]["image"])
-    assert run == {"false": TRAIN_IMAGE, "true": TRAIN_IMAGE + "-cuda"}
     build = template("build-train-image", "build")["container"]
     env = {e["name"]: validate.branches(e["value"]) for e in build["env"]}
-    # Kubernetes expands $(IMAGE) and $(TORCH_INDEX) in args from the container's env.
-    assert "--output=type=image,name=$(IMAGE),push=true,registry.insecure=true" in build["args"]
-    assert "--opt=build-arg:TORCH_INDEX=$(TORCH_INDEX)" in build["args"]
-    assert env["IMAGE"] == run
+    script = build["args"][0]
+    assert '--output=type=image,name="$IMAGE",push=true,registry.insecure=true' in script
+    assert '--opt=build-arg:TORCH_INDEX="$TORCH_INDEX"' in script
+    assert env["IMAGE"] == {"false": TRAINED_IMAGE, "true": TRAINED_IMAGE}
     wheels = "https://download.pytorch.org/whl/"
     assert env["TORCH_INDEX"] == {"false": wheels + "cpu", "true": wheels + "cu130"}
     # The Dockerfile's own default is the CPU index, so a plain `docker build` matches.
@@ -366,6 +405,40 @@ def test_build_train_image_pushes_what_training_runs_for_cpu_and_gpu() -> None:
     # Both templates take the same switch.
     assert wf_param("build-train-image", "gpu")["enum"] == wf_param("train-model", "gpu")["enum"]
     assert wf_param("build-train-image", "gpu")["value"] == "false"
+
+
+CACHE_EXPORT = ("type=registry,ref={ref},mode=max,registry.insecure=true,ignore-error=true")
+CACHE_IMPORT = "type=registry,ref={ref},registry.insecure=true"
+
+
+def test_both_image_builds_reuse_a_registry_cache() -> None:
+    """Each build exports its layers to a cache image and imports it when the registry has it."""
+    refs = {}
+    for wft, repository in (("build-train-image", "gourmetgram-train"),
+                            ("build-container-image", "gourmetgram-app")):
+        container = template(wft, "build")["container"]
+        script = container["args"][0]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["REGISTRY"] == "{{inputs.parameters.registry}}"
+        (cache,) = re.findall(r'^cache="([^"]+)"$', script, re.M)
+        assert cache.startswith(f"$REGISTRY/{repository}:")
+        # The importer is added only when the cache image answers, and the log says which.
+        (url,) = re.findall(r'^url="([^"]+)"$', script, re.M)
+        tag = cache.rpartition(":")[2]
+        assert url == f"http://$REGISTRY/v2/{repository}/manifests/{tag}"
+        assert 'if wget --spider --header "Accept: $MANIFESTS" "$url"' in script
+        assert f'import="--import-cache={CACHE_IMPORT.format(ref="$cache")}"' in script
+        assert 'echo "build cache: importing $cache"' in script
+        assert "not found (first build)" in script
+        export = CACHE_EXPORT.format(ref="$cache")
+        assert export in script.replace('ref="$cache"', "ref=$cache"), wft
+        assert re.search(r"^\s+\$import$", script, re.M), "the import flag must not be quoted"
+        refs[wft] = {gpu: cache.replace("$CACHE_TAG", value) for gpu, value in
+                     validate.branches(env.get("CACHE_TAG", tag)).items()}
+    # The CPU and CUDA builds install different wheels: each keeps its own cache.
+    train = refs["build-train-image"]
+    assert train["false"] != train["true"] and train["true"].endswith("-cuda")
+    assert refs["build-container-image"]["false"] == "$REGISTRY/gourmetgram-app:buildcache"
 
 
 def test_both_image_builds_run_buildkit_the_same_way() -> None:
