@@ -213,14 +213,14 @@ def test_image_step_reports_missing_then_present(clone: Path, tmp_path: Path,
         result = run_image_step(clone, out, registry, gpu)
         assert result.returncode == 0, result.stderr
         image = f"{registry}/{image_tag.REPOSITORY}:{tag}{suffix}"
-        assert (out / "image").read_text().strip() == image
-        assert (out / "exists").read_text().strip() == "false"
+        assert (out / "image").read_text() == image
+        assert (out / "exists").read_text() == "false"
         assert "gets built first" in result.stdout
         push_empty_image(registry, image_tag.REPOSITORY, tag + suffix)
         out = tmp_path / f"present-{gpu}"
         result = run_image_step(clone, out, registry, gpu)
         assert result.returncode == 0, result.stderr
-        assert (out / "exists").read_text().strip() == "true"
+        assert (out / "exists").read_text() == "true"
         assert "no build needed" in result.stdout
 
 

@@ -377,6 +377,7 @@ def test_training_runs_the_image_of_its_own_code() -> None:
     # build-train-image on its own runs the same three templates in the same order.
     own = [s for g in template("build-train-image", "main")["steps"] for s in g]
     assert [s["template"] for s in own] == ["image", "build", "mark-current"]
+    assert own[2]["when"] == current["when"]
     outputs = {p["name"] for p in template("build-train-image", "image")["outputs"]["parameters"]}
     assert outputs == {"image", "exists"}
 
@@ -496,3 +497,82 @@ def test_event_rbac_passes_kubernetes_schema() -> None:
          "--kubernetes-version", minor, str(WORKFLOWS / "events" / "rbac.yaml")],
         capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---- resources -----------------------------------------------------------------------------
+
+def pod_containers(docs: list[tuple[str, dict]] = DOCS) -> dict[str, dict]:
+    """Every container, init container and script of the templates, by wft/template/name."""
+    found = {}
+    for _, doc in docs:
+        for t in doc.get("spec", {}).get("templates") or []:
+            for kind in ("container", "script"):
+                if t.get(kind):
+                    found[f"{doc['metadata']['name']}/{t['name']}/main"] = t[kind]
+            for init in t.get("initContainers") or []:
+                found[f"{doc['metadata']['name']}/{t['name']}/{init['name']}"] = init
+    return found
+
+
+def resource_problems(docs: list[tuple[str, dict]] = DOCS) -> list[str]:
+    """Containers without cpu and memory requests and a memory limit at least the request."""
+    problems = []
+    for label, c in pod_containers(docs).items():
+        requests = (c.get("resources") or {}).get("requests") or {}
+        limits = (c.get("resources") or {}).get("limits") or {}
+        if not {"cpu", "memory"} <= requests.keys():
+            problems.append(f"{label}: needs cpu and memory requests")
+        elif "memory" not in limits:
+            problems.append(f"{label}: needs a memory limit")
+        elif config.parse_quantity(limits["memory"]) < config.parse_quantity(requests["memory"]):
+            problems.append(f"{label}: memory limit below its request")
+    return problems
+
+
+# The steps whose memory was measured (config.MEMORY_PEAKS) and the container that runs each.
+MEASURED = {"train": "train-model/train/main",
+            "download": "build-container-image/build/download-model",
+            "ops": "gourmetgram-ops/ops/main",
+            "staging-suite": "test-staging/staging-suite/main"}
+
+
+def test_every_container_has_requests_and_a_memory_limit() -> None:
+    assert len(pod_containers()) >= 9
+    assert resource_problems() == []
+
+
+def test_resource_check_catches_a_missing_request_or_limit() -> None:
+    def drop(path: tuple[str, ...]):
+        def change(doc: dict) -> None:
+            t = next(t for t in doc["spec"]["templates"] if t["name"] == path[0])
+            c = t["initContainers"][0] if path[1] == "init" else t["container"]
+            node = c
+            for key in path[2:-1]:
+                node = node[key]
+            del node[path[-1]]
+        return change
+    cases = {("build", "init", "resources", "requests", "cpu"): "needs cpu and memory requests",
+             ("build", "main", "resources", "limits"): "needs a memory limit"}
+    for path, text in cases.items():
+        problems = resource_problems(mutated("build-container-image", drop(path)))
+        assert any(text in p for p in problems), path
+
+    def lower(doc: dict) -> None:
+        doc["spec"]["templates"][1]["container"]["resources"]["limits"]["memory"] = "1Mi"
+    assert any("below its request" in p for p in resource_problems(mutated("train-model", lower)))
+
+
+def test_memory_limits_cover_the_measured_peaks() -> None:
+    """Each measured step may use its peak; training reserves all of it (request = limit)."""
+    containers = pod_containers()
+    assert set(MEASURED) == set(config.MEMORY_PEAKS)
+    for step, label in MEASURED.items():
+        resources = containers[label]["resources"]
+        peak = config.parse_quantity(config.MEMORY_PEAKS[step])
+        assert config.parse_quantity(resources["limits"]["memory"]) >= peak, step
+    # The scheduler places training only where its whole peak fits: a student's scenario
+    # cannot push a node out of memory, and the pod is refused (Pending) where it does not fit.
+    train = containers[MEASURED["train"]]["resources"]
+    assert train["requests"]["memory"] == train["limits"]["memory"]
+    assert config.parse_quantity(train["limits"]["memory"]) >= config.parse_quantity(
+        config.MEMORY_PEAKS["train"])
