@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -243,16 +244,16 @@ def test_expression_check_catches_bad_json_and_the_wrong_container() -> None:
 
 def test_expression_check_catches_an_unknown_name_and_a_bad_value() -> None:
     docs = broken_train_model(lambda text: text.replace(
-        "{{= inputs.parameters.gpu == 'true' ? '-cuda'",
-        "{{= inputs.parameter.gpu == 'true' ? '-cuda'"))
-    assert any("container.image" in p and "inputs.parameter is missing" in p
+        "{{= inputs.parameters.gpu == 'true' ? '{",
+        "{{= inputs.parameter.gpu == 'true' ? '{"))
+    assert any("podSpecPatch" in p and "inputs.parameter is missing" in p
                for p in validate.expression_problems(docs))
     # asInt of a value that is no number fails at run time, for that value only.
     docs = broken_train_model(lambda text: text.replace(
-        "{{= inputs.parameters.gpu == 'true' ? '-cuda' : '' }}",
-        "{{= asInt(inputs.parameters.gpu) > 0 ? '-cuda' : '' }}"))
+        "{{= inputs.parameters.gpu == 'true' ? '{",
+        "{{= asInt(inputs.parameters.gpu) > 0 ? '{"))
     problems = validate.expression_problems(docs)
-    assert len(problems) == 2 and all("container.image" in p for p in problems), problems
+    assert len(problems) == 2 and all("podSpecPatch" in p for p in problems), problems
 
 
 def test_mutex_check_catches_a_missing_lock_and_a_deadlock() -> None:
@@ -289,8 +290,9 @@ def test_train_model_parameters() -> None:
     assert train["container"]["command"] == ["python", "flow.py", "{{inputs.parameters.scenario}}"]
     out = train["outputs"]["parameters"][0]
     assert out["valueFrom"]["path"] == str(config.DEFAULT_VERSION_FILE)
-    when = [s for g in template("train-model", "main")["steps"] for s in g][1]["when"]
-    assert when == "'{{steps.train.outputs.parameters.model-version}}' != ''"
+    steps = {s["name"]: s for g in template("train-model", "main")["steps"] for s in g}
+    assert list(steps) == ["image", "build-image", "mark-current", "train", "build"]
+    assert steps["build"]["when"] == "'{{steps.train.outputs.parameters.model-version}}' != ''"
 
 
 def test_gpu_patch_targets_the_gpu_node_only_when_asked() -> None:
@@ -386,47 +388,85 @@ def images() -> list[str]:
 
 
 TRAIN_IMAGE = "{{inputs.parameters.train-image}}"  # from the ConfigMap gourmetgram-config
+TRAINED_IMAGE = "{{inputs.parameters.image}}"  # the content-tagged image, from the image step
+IMAGE_OUTPUT = "{{steps.image.outputs.parameters.image}}"
 
 
 def test_every_image_is_pinned_and_known() -> None:
     pins = versions()
     app = "{{inputs.parameters.registry}}/gourmetgram-app:"
-    found = {variant for image in images() for variant in validate.branches(image).values()}
-    for image in found - {TRAIN_IMAGE, TRAIN_IMAGE + "-cuda"}:
+    found = set(images())
+    for image in found - {TRAIN_IMAGE, TRAINED_IMAGE}:
         name, _, tag = image.rpartition(":")
         assert name and tag and tag != "latest", image
         assert image in (pins["buildkit_image"], pins["crane_image"]) or (
             image.startswith(app)), image
     assert pins["buildkit_image"].endswith("-rootless")
-    assert {TRAIN_IMAGE, pins["buildkit_image"], pins["crane_image"]} <= found
-    # Only training on the GPU node runs the CUDA image.
-    cuda = [i for i in images() if validate.branches(i)["true"].endswith("-cuda")]
-    assert cuda == [template("train-model", "train")["container"]["image"]]
+    assert {TRAIN_IMAGE, TRAINED_IMAGE, pins["buildkit_image"], pins["crane_image"]} <= found
+    # Training runs the content-tagged image that the image step named (with gpu=true its
+    # tag ends in -cuda: tests/test_image_tag.py); nothing else runs it.
+    assert [i for i in images() if i == TRAINED_IMAGE] == [
+        template("train-model", "train")["container"]["image"]]
 
 
 def test_the_training_image_name_comes_from_the_configmap_alone() -> None:
     users = {f"{doc['metadata']['name']}/{t['name']}": t for _, doc in DOCS
              for t in doc.get("spec", {}).get("templates") or []
              if any(TRAIN_IMAGE in text for text in validate.strings(t))}
-    assert set(users) == {"train-model/train", "build-train-image/build",
-                          "build-container-image/build", "gourmetgram-ops/ops",
+    assert set(users) == {"build-container-image/build", "gourmetgram-ops/ops",
                           "live-users/play"}
     for t in users.values():
         (param,) = [p for p in t["inputs"]["parameters"] if p["name"] == "train-image"]
         # No value or default to fall back on: a missing key fails the step, visibly.
         assert param == {"name": "train-image", "valueFrom": {"configMapKeyRef": {
             "name": "gourmetgram-config", "key": "train-image"}}}
+        # The key names the moving tag "current": a node must ask the registry each time.
+        for c in [t.get("container"), *(t.get("initContainers") or [])]:
+            if c and c["image"] == TRAIN_IMAGE:
+                assert c["imagePullPolicy"] == "Always", t["name"]
+
+
+def test_training_runs_the_image_of_its_own_code() -> None:
+    """train-model computes the content tag, builds it when missing, then trains in it."""
+    steps = {s["name"]: s for g in template("train-model", "main")["steps"] for s in g}
+    image, build, current, train = (steps[n] for n in ("image", "build-image", "mark-current",
+                                                       "train"))
+    for step, name in ((image, "image"), (build, "build"), (current, "mark-current")):
+        assert step["templateRef"] == {"name": "build-train-image", "template": name}
+    assert build["when"] == "'{{steps.image.outputs.parameters.exists}}' == 'false'"
+    # Only a CPU image becomes "current": the lifecycle steps run on CPU nodes.
+    assert current["when"] == "'{{workflow.parameters.gpu}}' == 'false'"
+    args = {s["name"]: {p["name"]: p["value"] for p in s["arguments"]["parameters"]}
+            for s in (image, build, current, train)}
+    assert args["build-image"]["image"] == args["mark-current"]["image"] == IMAGE_OUTPUT
+    assert args["train"]["image"] == IMAGE_OUTPUT
+    gpu = "{{workflow.parameters.gpu}}"
+    assert args["image"]["gpu"] == args["build-image"]["gpu"] == args["train"]["gpu"] == gpu
+    assert template("train-model", "train")["container"]["image"] == TRAINED_IMAGE
+    # build-train-image on its own runs the same three templates in the same order.
+    own = [s for g in template("build-train-image", "main")["steps"] for s in g]
+    assert [s["template"] for s in own] == ["image", "build", "mark-current"]
+    assert own[2]["when"] == current["when"]
+    outputs = {p["name"] for p in template("build-train-image", "image")["outputs"]["parameters"]}
+    assert outputs == {"image", "exists"}
+
+
+def test_no_step_waits_for_ever() -> None:
+    """A pod that cannot start (no image, no node) fails the workflow within a deadline."""
+    for name in ("train-model", "build-train-image"):
+        assert 0 < by_kind("WorkflowTemplate")[name]["spec"]["activeDeadlineSeconds"] <= 4 * 3600
+    for name in ("image", "mark-current"):
+        assert template("build-train-image", name)["activeDeadlineSeconds"] <= 300
+    assert template("build-train-image", "build")["activeDeadlineSeconds"] <= 3600
 
 
 def test_build_train_image_pushes_what_training_runs_for_cpu_and_gpu() -> None:
-    run = validate.branches(template("train-model", "train")["container"]["image"])
-    assert run == {"false": TRAIN_IMAGE, "true": TRAIN_IMAGE + "-cuda"}
     build = template("build-train-image", "build")["container"]
     env = {e["name"]: validate.branches(e["value"]) for e in build["env"]}
-    # Kubernetes expands $(IMAGE) and $(TORCH_INDEX) in args from the container's env.
-    assert "--output=type=image,name=$(IMAGE),push=true,registry.insecure=true" in build["args"]
-    assert "--opt=build-arg:TORCH_INDEX=$(TORCH_INDEX)" in build["args"]
-    assert env["IMAGE"] == run
+    script = build["args"][0]
+    assert '--output=type=image,name="$IMAGE",push=true,registry.insecure=true' in script
+    assert '--opt=build-arg:TORCH_INDEX="$TORCH_INDEX"' in script
+    assert env["IMAGE"] == {"false": TRAINED_IMAGE, "true": TRAINED_IMAGE}
     wheels = "https://download.pytorch.org/whl/"
     assert env["TORCH_INDEX"] == {"false": wheels + "cpu", "true": wheels + "cu130"}
     # The Dockerfile's own default is the CPU index, so a plain `docker build` matches.
@@ -435,6 +475,40 @@ def test_build_train_image_pushes_what_training_runs_for_cpu_and_gpu() -> None:
     # Both templates take the same switch.
     assert wf_param("build-train-image", "gpu")["enum"] == wf_param("train-model", "gpu")["enum"]
     assert wf_param("build-train-image", "gpu")["value"] == "false"
+
+
+CACHE_EXPORT = ("type=registry,ref={ref},mode=max,registry.insecure=true,ignore-error=true")
+CACHE_IMPORT = "type=registry,ref={ref},registry.insecure=true"
+
+
+def test_both_image_builds_reuse_a_registry_cache() -> None:
+    """Each build exports its layers to a cache image and imports it when the registry has it."""
+    refs = {}
+    for wft, repository in (("build-train-image", "gourmetgram-train"),
+                            ("build-container-image", "gourmetgram-app")):
+        container = template(wft, "build")["container"]
+        script = container["args"][0]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["REGISTRY"] == "{{inputs.parameters.registry}}"
+        (cache,) = re.findall(r'^cache="([^"]+)"$', script, re.M)
+        assert cache.startswith(f"$REGISTRY/{repository}:")
+        # The importer is added only when the cache image answers, and the log says which.
+        (url,) = re.findall(r'^url="([^"]+)"$', script, re.M)
+        tag = cache.rpartition(":")[2]
+        assert url == f"http://$REGISTRY/v2/{repository}/manifests/{tag}"
+        assert 'if wget --spider --header "Accept: $MANIFESTS" "$url"' in script
+        assert f'import="--import-cache={CACHE_IMPORT.format(ref="$cache")}"' in script
+        assert 'echo "build cache: importing $cache"' in script
+        assert "not found (first build)" in script
+        export = CACHE_EXPORT.format(ref="$cache")
+        assert export in script.replace('ref="$cache"', "ref=$cache"), wft
+        assert re.search(r"^\s+\$import$", script, re.M), "the import flag must not be quoted"
+        refs[wft] = {gpu: cache.replace("$CACHE_TAG", value) for gpu, value in
+                     validate.branches(env.get("CACHE_TAG", tag)).items()}
+    # The CPU and CUDA builds install different wheels: each keeps its own cache.
+    train = refs["build-train-image"]
+    assert train["false"] != train["true"] and train["true"].endswith("-cuda")
+    assert refs["build-container-image"]["false"] == "$REGISTRY/gourmetgram-app:buildcache"
 
 
 def test_both_image_builds_run_buildkit_the_same_way() -> None:
@@ -492,3 +566,82 @@ def test_event_rbac_passes_kubernetes_schema() -> None:
          "--kubernetes-version", minor, str(WORKFLOWS / "events" / "rbac.yaml")],
         capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---- resources -----------------------------------------------------------------------------
+
+def pod_containers(docs: list[tuple[str, dict]] = DOCS) -> dict[str, dict]:
+    """Every container, init container and script of the templates, by wft/template/name."""
+    found = {}
+    for _, doc in docs:
+        for t in doc.get("spec", {}).get("templates") or []:
+            for kind in ("container", "script"):
+                if t.get(kind):
+                    found[f"{doc['metadata']['name']}/{t['name']}/main"] = t[kind]
+            for init in t.get("initContainers") or []:
+                found[f"{doc['metadata']['name']}/{t['name']}/{init['name']}"] = init
+    return found
+
+
+def resource_problems(docs: list[tuple[str, dict]] = DOCS) -> list[str]:
+    """Containers without cpu and memory requests and a memory limit at least the request."""
+    problems = []
+    for label, c in pod_containers(docs).items():
+        requests = (c.get("resources") or {}).get("requests") or {}
+        limits = (c.get("resources") or {}).get("limits") or {}
+        if not {"cpu", "memory"} <= requests.keys():
+            problems.append(f"{label}: needs cpu and memory requests")
+        elif "memory" not in limits:
+            problems.append(f"{label}: needs a memory limit")
+        elif config.parse_quantity(limits["memory"]) < config.parse_quantity(requests["memory"]):
+            problems.append(f"{label}: memory limit below its request")
+    return problems
+
+
+# The steps whose memory was measured (config.MEMORY_PEAKS) and the container that runs each.
+MEASURED = {"train": "train-model/train/main",
+            "download": "build-container-image/build/download-model",
+            "ops": "gourmetgram-ops/ops/main",
+            "staging-suite": "test-staging/staging-suite/main"}
+
+
+def test_every_container_has_requests_and_a_memory_limit() -> None:
+    assert len(pod_containers()) >= 9
+    assert resource_problems() == []
+
+
+def test_resource_check_catches_a_missing_request_or_limit() -> None:
+    def drop(path: tuple[str, ...]):
+        def change(doc: dict) -> None:
+            t = next(t for t in doc["spec"]["templates"] if t["name"] == path[0])
+            c = t["initContainers"][0] if path[1] == "init" else t["container"]
+            node = c
+            for key in path[2:-1]:
+                node = node[key]
+            del node[path[-1]]
+        return change
+    cases = {("build", "init", "resources", "requests", "cpu"): "needs cpu and memory requests",
+             ("build", "main", "resources", "limits"): "needs a memory limit"}
+    for path, text in cases.items():
+        problems = resource_problems(mutated("build-container-image", drop(path)))
+        assert any(text in p for p in problems), path
+
+    def lower(doc: dict) -> None:
+        doc["spec"]["templates"][1]["container"]["resources"]["limits"]["memory"] = "1Mi"
+    assert any("below its request" in p for p in resource_problems(mutated("train-model", lower)))
+
+
+def test_memory_limits_cover_the_measured_peaks() -> None:
+    """Each measured step may use its peak; training reserves all of it (request = limit)."""
+    containers = pod_containers()
+    assert set(MEASURED) == set(config.MEMORY_PEAKS)
+    for step, label in MEASURED.items():
+        resources = containers[label]["resources"]
+        peak = config.parse_quantity(config.MEMORY_PEAKS[step])
+        assert config.parse_quantity(resources["limits"]["memory"]) >= peak, step
+    # The scheduler places training only where its whole peak fits: a student's scenario
+    # cannot push a node out of memory, and the pod is refused (Pending) where it does not fit.
+    train = containers[MEASURED["train"]]["resources"]
+    assert train["requests"]["memory"] == train["limits"]["memory"]
+    assert config.parse_quantity(train["limits"]["memory"]) >= config.parse_quantity(
+        config.MEMORY_PEAKS["train"])

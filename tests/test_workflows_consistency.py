@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import image_tag
 import rollout
 import yaml
 
@@ -61,12 +62,16 @@ def test_workflows_read_only_keys_the_playbook_writes() -> None:
     assert {key for _, key in refs} == set(cm["data"]) == CONFIG_KEYS
 
 
-def test_the_training_image_is_the_pinned_tag_in_the_cluster_registry() -> None:
-    # lab_settings loads versions.yml, so train_image_tag is set when the play writes this.
+def test_the_lifecycle_image_is_the_tag_that_training_moves() -> None:
+    """The ConfigMap names the tag that build-train-image's mark-current gives the CPU image."""
     image = written_config_map()["data"]["train-image"]
-    assert image == "{{ cluster_registry }}/gourmetgram-train:{{ train_image_tag }}"
-    tag = str(load_yaml(REPO / "versions.yml")["train_image_tag"])
-    assert re.fullmatch(r"\d+\.\d+\.\d+", tag), tag
+    repository, _, tag = image.rpartition(":")
+    assert repository == f"{{{{ cluster_registry }}}}/{image_tag.REPOSITORY}"
+    (mark,) = [t for _, doc in DOCS if doc["metadata"]["name"] == "build-train-image"
+               for t in doc["spec"]["templates"] if t["name"] == "mark-current"]
+    assert mark["container"]["args"] == ["tag", "--insecure", "{{inputs.parameters.image}}", tag]
+    # No fixed tag is pinned any more: the content decides (train/image_tag.py).
+    assert "train_image_tag" not in load_yaml(REPO / "versions.yml")
 
 
 def test_the_build_pushes_where_the_chart_pulls_from() -> None:
@@ -161,7 +166,9 @@ def test_the_images_run_the_commands_the_workflows_give_them() -> None:
     train_docker = REPO / "train" / "Dockerfile"
     workdir = re.findall(r"^WORKDIR\s+(\S+)", train_docker.read_text(), re.M)[-1].rstrip("/")
     assert copied_to(train_docker, "train/") == workdir  # scripts run by bare name from here
-    train_runs = containers_of("{{inputs.parameters.train-image}}")
+    # The lifecycle steps (ConfigMap key train-image) and training (its content tag).
+    train_runs = [*containers_of("{{inputs.parameters.train-image}}"),
+                  *containers_of("{{inputs.parameters.image}}")]
     assert len(train_runs) >= 3
     for container in train_runs:
         command = " ".join(container["command"])

@@ -37,6 +37,19 @@ LOCAL_MLRUNS = Path(os.environ.get("GOURMETGRAM_MLRUNS", REPO_ROOT / "mlruns"))
 SERVING_MEMORY_LIMIT = "1Gi"
 OVERSIZE_FACTOR = 1.25
 
+# Memory peaks of the workflow steps that run Python, measured on the sample set: anonymous
+# memory (+ shmem) of the step's whole process tree in its own memory cgroup, as a pod's
+# limit counts it (workflows/README.md, "Memory", has the figures and how they were taken).
+# Each step's memory limit in workflows/ must be at least its peak (tests/test_workflows.py).
+MEMORY_PEAKS: dict[str, str] = {
+    # flow.py oversized, during its evaluation: 1224 MiB anonymous + the widened model's
+    # 1280 MiB of weights mapped from its file (anonymous peak 1942 MiB, while widening).
+    "train": "2504Mi",
+    "download": "1773Mi",  # ops.py download of the oversized version
+    "ops": "492Mi",  # ops.py current (MLflow and Kubernetes clients)
+    "staging-suite": "368Mi",  # python -m app.staging_tests
+}
+
 WEIGHT_CHOICES = ("auto", "imagenet", "none")
 DEVICE_CHOICES = ("auto", "cuda", "cpu")
 

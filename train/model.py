@@ -117,8 +117,13 @@ def save_for_serving(model: nn.Module, out_dir: Path, version: str) -> Path:
 
 
 def load_for_serving(path: Path) -> nn.Module:
-    """Load a model written by save_for_serving, on the CPU, in eval mode."""
-    model = torch.load(path, map_location="cpu", weights_only=False)
+    """Load a model written by save_for_serving, on the CPU, in eval mode.
+
+    mmap: the weights stay pages of the file, which the kernel can drop and read again, so
+    the evaluation and the MLflow upload do not hold a second private copy of an oversized
+    model (see MEMORY_PEAKS in config.py).
+    """
+    model = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     if not isinstance(model, nn.Module):
         raise TypeError(f"{path} does not hold a torch.nn.Module")
     return model.eval()
