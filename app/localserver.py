@@ -23,9 +23,14 @@ def free_port() -> int:
 
 
 class LocalServer:
-    """`gunicorn --config app/gunicorn.conf.py app.server:app` on 127.0.0.1 and a free port."""
+    """`gunicorn --config app/gunicorn.conf.py app.server:app` on 127.0.0.1 and a free port.
 
-    def __init__(self, model_path: Path, versions_file: Path, log_path: Path, **env: str) -> None:
+    wsgi_app names another app module (the benchmark's PyTorch reference).
+    """
+
+    def __init__(self, model_path: Path, versions_file: Path, log_path: Path,
+                 wsgi_app: str = "app.server:app", **env: str) -> None:
+        self.wsgi_app = wsgi_app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -40,7 +45,7 @@ class LocalServer:
     def start(self, timeout: float = 120.0) -> LocalServer:
         """Start gunicorn and wait until /readyz answers 200; stop it and raise on failure."""
         cmd = [sys.executable, "-m", "gunicorn", "--config", str(APP_DIR / "gunicorn.conf.py"),
-               "--bind", f"127.0.0.1:{self.port}", "app.server:app"]
+               "--bind", f"127.0.0.1:{self.port}", self.wsgi_app]
         with open(self.log_path, "wb") as log:
             # Its own session, so that a hung master and its workers can be killed together.
             self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=log,
