@@ -150,3 +150,33 @@ def test_bad_setting_and_unknown_scenario_exit_2(repo, sample_data, tmp_path):
     assert stale.read_text() == ""
     proc = run_flow(repo, sample_data, uri, tmp_path / "v", "tiny")
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_a_failed_onnx_export_registers_nothing(sample_data, mlflow_server, monkeypatch, tmp_path):
+    """A model ONNX cannot express: the run says why, nothing is evaluated or registered."""
+    import flow
+    import torch
+
+    from app.food11 import CLASS_NAMES
+
+    class Spectral(torch.nn.Module):
+        def forward(self, x):  # no ONNX operator for the FFT at opset 17
+            return torch.fft.fft(x).real.mean((2, 3)).repeat(1, 4)[:, :11]
+
+    def train_scenario(scenario, cfg, on_epoch=None):
+        model = Spectral()
+        model.class_names, model.input_size, model.pretrained = list(CLASS_NAMES), 16, False
+        return model
+
+    monkeypatch.setattr(flow, "train_scenario", train_scenario)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+    client = MlflowClient(mlflow_server.uri)
+    before = versions(client)
+    cfg = config.load_config({"data_dir": str(sample_data)}, env={})
+    assert flow.run_pipeline("normal", cfg, {}) == ""
+    assert versions(client) == before
+    (run,) = client.search_runs([client.get_experiment_by_name(config.EXPERIMENT_NAME)
+                                 .experiment_id], order_by=["start_time DESC"], max_results=1)
+    assert run.data.tags["evaluation"] == "failed"
+    assert "ONNX export failed" in run.data.tags["failed_tests"]
+    assert "tests_total" not in run.data.metrics  # the suite never ran
