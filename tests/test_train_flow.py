@@ -61,14 +61,14 @@ def test_normal_runs_register_versions_with_alias_metrics_and_artifacts(
     assert client.get_registered_model(MODEL).aliases == {ALIAS: "2"}
 
     metrics, run = first_run.data.metrics, first_run.info.run_id
-    assert metrics["tests_failed"] == 0 and metrics["tests_passed"] == metrics["tests_total"] >= 8
+    assert metrics["tests_failed"] == 0 and metrics["tests_passed"] == metrics["tests_total"] >= 9
     assert 0 <= metrics["accuracy"] <= 1 and metrics["recall_noodles-pasta"] >= 0
     assert len(client.get_metric_history(run, "val_accuracy")) == 2  # one point per epoch
     assert first_run.data.tags["evaluation"] == "passed"
     assert first_run.data.params["scenario"] == "normal"
     files = {f.path for f in client.list_artifacts(run, "evaluation")}
     assert {"evaluation/confusion_matrix.png", "evaluation/junit.xml"} <= files
-    assert "8 passed" in first_out and "epoch  2 [finetune]" in first_out
+    assert "9 passed" in first_out and "epoch  2 [finetune]" in first_out
 
 
 def test_failed_evaluation_registers_nothing_and_empties_the_version_file(
