@@ -17,12 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from config import TrainConfig, load_config
-from dataset import make_loader
+from dataset import Food11Folder
 from evaluate import OnnxModel, load_onnx, predict, summarize
 from model import TORCH_FILE
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from transforms import eval_transform
+
+EVAL_BATCH, EVAL_ORDER_SEED = 64, 0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -90,8 +93,14 @@ def metrics(request: pytest.FixtureRequest) -> Iterator[dict]:
 
 @pytest.fixture(scope="session")
 def eval_loader(input_size: int, cfg: TrainConfig) -> DataLoader:
-    """The held-out evaluation split, preprocessed as the app does, at the model's size."""
-    return make_loader(cfg.data_dir, "evaluation", eval_transform(input_size), 64)
+    """The held-out split, preprocessed as the app does, at the model's size, in batches.
+
+    The images come in one fixed shuffled order, the same on every pass (the flip test
+    compares passes), so that each batch mixes classes as real traffic does.
+    """
+    split = Food11Folder(cfg.data_dir / "evaluation", transform=eval_transform(input_size))
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(EVAL_ORDER_SEED))
+    return DataLoader(Subset(split, order.tolist()), batch_size=EVAL_BATCH)
 
 
 @pytest.fixture(scope="session")
