@@ -11,6 +11,7 @@ from pathlib import Path
 
 import config
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from app.localserver import free_port
@@ -152,16 +153,19 @@ def test_bad_setting_and_unknown_scenario_exit_2(repo, sample_data, tmp_path):
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
 
 
+class Spectral(torch.nn.Module):
+    """A model that pickles but has no ONNX form (no FFT operator at opset 17)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Eleven numbers per image from its spectrum."""
+        return torch.fft.fft(x).real.mean((2, 3)).repeat(1, 4)[:, :11]
+
+
 def test_a_failed_onnx_export_registers_nothing(sample_data, mlflow_server, monkeypatch, tmp_path):
     """A model ONNX cannot express: the run says why, nothing is evaluated or registered."""
     import flow
-    import torch
 
     from app.food11 import CLASS_NAMES
-
-    class Spectral(torch.nn.Module):
-        def forward(self, x):  # no ONNX operator for the FFT at opset 17
-            return torch.fft.fft(x).real.mean((2, 3)).repeat(1, 4)[:, :11]
 
     def train_scenario(scenario, cfg, on_epoch=None):
         model = Spectral()
