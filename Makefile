@@ -81,7 +81,7 @@ train: sample-data ## Run the training pipeline locally on the sample set
 serve: $(STAMP) ## Serve a model locally (MODEL_PATH, or the ALIAS version in local MLflow)
 	@if [ -z "$${MODEL_PATH:-}" ]; then \
 	  $(PY) train/ops.py download --alias $(ALIAS) --out $(SERVE_DIR); \
-	  export MODEL_PATH=$(SERVE_DIR)/model.pth VERSIONS_FILE=$(SERVE_DIR)/versions.txt; \
+	  export MODEL_PATH=$(SERVE_DIR)/model.onnx VERSIONS_FILE=$(SERVE_DIR)/versions.txt; \
 	fi; \
 	exec $(BIN)/gunicorn --config app/gunicorn.conf.py --bind 127.0.0.1:$(PORT) app.server:app
 

@@ -14,7 +14,7 @@ SAMPLES_DIR = APP_DIR / "samples"
 
 def sample_file(class_name: str, samples_dir: Path = SAMPLES_DIR) -> Path:
     """The bundled sample photo of a class: samples/<folder name>.jpg."""
-    from app.food11 import folder_name  # here, so that gunicorn's master never imports torch
+    from app.food11 import folder_name  # here: gunicorn's master needs no NumPy or Pillow
 
     return samples_dir / f"{folder_name(class_name)}.jpg"
 
@@ -27,10 +27,10 @@ class ConfigError(ValueError):
 class Config:
     """Everything the app and gunicorn read from the environment."""
 
-    model_path: Path = Path("model.pth")
+    model_path: Path = Path("model.onnx")
     versions_file: Path = Path("versions.txt")
     workers: int = 1
-    torch_threads: int = 1
+    threads: int = 1
     max_upload_mb: float = 8.0
     max_image_pixels: int = 40_000_000
     port: int = 8000
@@ -93,7 +93,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         model_path=Path(env.get("MODEL_PATH") or d.model_path),
         versions_file=Path(env.get("VERSIONS_FILE") or d.versions_file),
         workers=_number(env, "WORKERS", int, cpu_count(), 1),
-        torch_threads=_number(env, "TORCH_THREADS", int, d.torch_threads, 1),
+        threads=_number(env, "MODEL_THREADS", int, d.threads, 1),
         max_upload_mb=_number(env, "MAX_UPLOAD_MB", float, d.max_upload_mb, 0.01),
         max_image_pixels=_number(env, "MAX_IMAGE_PIXELS", int, d.max_image_pixels, 1),
         port=_number(env, "PORT", int, d.port, 1, 65535),

@@ -1,13 +1,14 @@
-"""The serving contract: Food-11 class order, input size and preprocessing.
+"""The serving contract: Food-11 class order, input size default and preprocessing.
 
-Training imports this module so that the model it produces expects exactly what the app
-sends it. Keep it free of web-framework imports: the training image copies this file alone.
+Training and the app both preprocess through `preprocess`, so the model sees the same
+numbers in both. Pillow and NumPy only: the app image has no torch, and the training image
+copies this file alone.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from PIL import Image
-from torchvision import transforms
 
 # The 11 Food-11 classes in the dataset's own index order (class 0 is Bread).
 # A model's output logit i always means CLASS_NAMES[i].
@@ -25,14 +26,15 @@ CLASS_NAMES: tuple[str, ...] = (
     "Vegetable/Fruit",
 )
 
-# Side length, in pixels, of the square image the model sees, in training and in serving.
-# 64 suits the small synthetic sample set on a CPU. For the real Food-11 photos use 224
-# (MobileNetV2's native size): change it here, rebuild both images and retrain.
+# Default side length, in pixels, that training uses for the small synthetic sample set.
+# The app never reads it: it serves at the size recorded in the model file's metadata.
 IMAGE_SIZE = 64
 
 # ImageNet channel statistics: MobileNetV2's pretrained weights expect inputs scaled this way.
 MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+_MEAN = np.asarray(MEAN, dtype=np.float32).reshape(3, 1, 1)
+_STD = np.asarray(STD, dtype=np.float32).reshape(3, 1, 1)
 
 
 def folder_name(class_name: str) -> str:
@@ -52,23 +54,13 @@ def center_square(image: Image.Image) -> Image.Image:
     return image.crop((left, top, left + side, top + side))
 
 
-def eval_transform(size: int = IMAGE_SIZE) -> transforms.Compose:
-    """Deterministic preprocessing used by evaluation and by the app for every request."""
-    return transforms.Compose([
-        center_square,
-        transforms.Resize((size, size)),
-        transforms.ToTensor(),
-        transforms.Normalize(MEAN, STD),
-    ])
+def to_array(image: Image.Image) -> np.ndarray:
+    """An RGB image as a normalised float32 array, channels first (3 x H x W)."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / np.float32(255)
+    return (pixels.transpose(2, 0, 1) - _MEAN) / _STD
 
 
-def train_transform(size: int = IMAGE_SIZE) -> transforms.Compose:
-    """Training preprocessing: random square crops, flips, small rotations and lighting."""
-    return transforms.Compose([
-        transforms.RandomResizedCrop(size, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
-        transforms.RandomHorizontalFlip(),
-        transforms.RandomRotation(10),
-        transforms.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
-        transforms.ToTensor(),
-        transforms.Normalize(MEAN, STD),
-    ])
+def preprocess(image: Image.Image, size: int) -> np.ndarray:
+    """The deterministic preprocessing of evaluation and of every request: 3 x size x size."""
+    square = center_square(image.convert("RGB"))
+    return to_array(square.resize((size, size), Image.Resampling.BILINEAR))

@@ -1,9 +1,10 @@
 """gunicorn settings for the app, derived from app/config.py (environment variables).
 
 Serving a CNN on the CPU is compute-bound, so the sync worker is the right model: one
-request at a time per process, one process per core, and one torch thread per process.
-More torch threads than cores make the workers fight over the CPUs (measured on 2 cores:
-about 60 requests/s with one thread per worker, about 7 with two).
+request at a time per process, one process per core, and one ONNX Runtime intra-op thread
+per process (MODEL_THREADS; the app's Predictor sets it). More threads than cores make the
+workers fight over the CPUs (measured with PyTorch on 2 cores: about 60 requests/s with one
+thread per worker, about 7 with two).
 """
 
 import os
@@ -45,16 +46,9 @@ def on_starting(server) -> None:
     for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
         stale.unlink()
     server.log.info(
-        "%d worker(s), %d torch thread(s) each, metrics in %s",
-        workers, _config.torch_threads, os.environ["PROMETHEUS_MULTIPROC_DIR"],
+        "%d worker(s), %d model thread(s) each, metrics in %s",
+        workers, _config.threads, os.environ["PROMETHEUS_MULTIPROC_DIR"],
     )
-
-
-def post_fork(server, worker) -> None:
-    """Limit torch to its share of the cores, before the worker loads the model."""
-    import torch
-
-    torch.set_num_threads(_config.torch_threads)
 
 
 def child_exit(server, worker) -> None:

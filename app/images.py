@@ -11,6 +11,10 @@ from PIL import Image
 # Integer and float modes (16-bit PNG, 32-bit TIFF) are rescaled by hand: Pillow's own
 # conversion to RGB clips them, which would turn most 16-bit photos white.
 WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+# A JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, done by libjpeg's DCT) only while
+# its short side stays at least this many times the model's input side: the final resize
+# then still averages several decoded pixels into each input pixel (see app/README.md).
+DRAFT_MARGIN = 2
 
 
 class BadImage(ValueError):
@@ -32,8 +36,12 @@ def _wide_to_rgb(image: Image.Image) -> Image.Image:
     return Image.fromarray(grey, mode="L").convert("RGB")
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode image bytes fully into RGB, checking the pixel count before decoding."""
+def decode_image(data: bytes, max_pixels: int, min_side: int | None = None) -> Image.Image:
+    """Decode image bytes into RGB, checking the pixel count before decoding.
+
+    With min_side, a JPEG may be decoded at a reduced scale that keeps both sides at least
+    DRAFT_MARGIN * min_side (Pillow's draft mode): far less work for a large photo.
+    """
     if not data:
         raise BadImage("the uploaded file is empty")
     with warnings.catch_warnings():
@@ -58,6 +66,9 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         if width == 0 or height == 0:
             raise BadImage("the image has no pixels")
         try:
+            if min_side and image.format == "JPEG":
+                side = DRAFT_MARGIN * min_side
+                image.draft("RGB", (side, side))
             image.load()
             if image.mode in WIDE_MODES:
                 return _wide_to_rgb(image)

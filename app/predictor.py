@@ -1,17 +1,22 @@
-"""Load the served model, check it against the serving contract, and classify images."""
+"""Load the served ONNX model, check it against the serving contract, and classify images."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
+import onnxruntime as ort
 from PIL import Image
 
-from app.food11 import CLASS_NAMES, IMAGE_SIZE, eval_transform
+from app.food11 import CLASS_NAMES, preprocess
 
 log = logging.getLogger(__name__)
+
+# Keys of the model's ONNX metadata_props (written by train/model.py).
+META_CLASS_NAMES, META_INPUT_SIZE = "class_names", "input_size"
 
 
 class ModelLoadError(RuntimeError):
@@ -47,21 +52,31 @@ def read_version(path: Path) -> str | None:
         return None
 
 
-class Predictor:
-    """A loaded, warmed-up model plus the app's preprocessing."""
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from one row of logits, computed in float64."""
+    shifted = logits.astype(np.float64) - np.max(logits)
+    exp = np.exp(shifted)
+    return exp / exp.sum()
 
-    def __init__(self, model_path: Path) -> None:
-        self.model = load_model(model_path)
-        self.input_size = int(self.model.input_size)
-        self.transform = eval_transform(IMAGE_SIZE)
+
+class Predictor:
+    """A loaded, warmed-up ONNX model plus the app's preprocessing."""
+
+    def __init__(self, model_path: Path, threads: int = 1) -> None:
+        self.session = load_session(model_path, threads)
+        self.input_size = read_metadata(self.session, model_path)
+        self.input_name = self.session.get_inputs()[0].name
         self.warm_up()
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """The model's logits for a float32 N x 3 x S x S batch."""
+        return self.session.run(None, {self.input_name: batch})[0]
 
     def warm_up(self) -> None:
         """Run one inference on a blank image of the model's declared input size."""
-        blank = torch.zeros(1, 3, self.input_size, self.input_size)
+        blank = np.zeros((1, 3, self.input_size, self.input_size), dtype=np.float32)
         try:
-            with torch.inference_mode():
-                out = self.model(blank)
+            out = self.run(blank)
         except Exception as err:
             raise ModelLoadError(f"warm-up inference failed: {err}") from err
         if tuple(out.shape) != (1, len(CLASS_NAMES)):
@@ -69,41 +84,57 @@ class Predictor:
                 f"warm-up output has shape {tuple(out.shape)}, expected (1, {len(CLASS_NAMES)})"
             )
 
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """One RGB image as the model's 1 x 3 x S x S input."""
+        return preprocess(image, self.input_size)[np.newaxis]
+
     def predict(self, image: Image.Image, k: int = 3) -> Prediction:
         """Classify one RGB image with the serving preprocessing."""
-        batch = self.transform(image).unsqueeze(0)
+        batch = self.preprocess(image)
         try:
-            with torch.inference_mode():
-                logits = self.model(batch)
+            logits = self.run(batch)
         except Exception as err:
-            log.error("model forward pass failed on a %s input: %s", tuple(batch.shape), err)
+            log.error("model forward pass failed on a %s input: %s", batch.shape, err)
             raise PredictionError(
                 f"the model failed on a {batch.shape[-1]}x{batch.shape[-2]} input: {err}"
             ) from err
         if tuple(logits.shape) != (1, len(CLASS_NAMES)):
             raise PredictionError(f"the model returned shape {tuple(logits.shape)}")
-        probs = torch.softmax(logits[0].float(), dim=0)
-        values, indices = torch.topk(probs, k=min(k, len(CLASS_NAMES)))
-        pairs = zip(indices.tolist(), values.tolist(), strict=True)
-        return Prediction([(CLASS_NAMES[i], p) for i, p in pairs])
+        probs = softmax(logits[0])
+        best = np.argsort(-probs, kind="stable")[: min(k, len(CLASS_NAMES))]
+        return Prediction([(CLASS_NAMES[i], float(probs[i])) for i in best])
 
 
-def load_model(path: Path) -> torch.nn.Module:
-    """Unpickle the whole model on the CPU and check its declared classes and size."""
+def load_session(path: Path, threads: int = 1) -> ort.InferenceSession:
+    """Open the ONNX model on the CPU with `threads` intra-op threads and one inter-op thread."""
     if not path.is_file():
         raise ModelLoadError(f"model file {path} does not exist (set MODEL_PATH)")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     try:
-        model = torch.load(path, weights_only=False, map_location="cpu")
-    except Exception as err:
-        raise ModelLoadError(f"cannot load {path}: {err}") from err
-    if not isinstance(model, torch.nn.Module):
-        raise ModelLoadError(f"{path} holds a {type(model).__name__}, not a torch.nn.Module")
-    names = getattr(model, "class_names", None)
-    if not isinstance(names, (list, tuple)) or list(names) != list(CLASS_NAMES):
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own types for unparsable files
+        raise ModelLoadError(f"{path} is not an ONNX model onnxruntime can load: {err}") from err
+
+
+def read_metadata(session: ort.InferenceSession, path: Path) -> int:
+    """Check the model's class_names and input_size metadata; return the input size."""
+    meta = session.get_modelmeta().custom_metadata_map
+    missing = [k for k in (META_CLASS_NAMES, META_INPUT_SIZE) if k not in meta]
+    if missing:
+        raise ModelLoadError(f"{path} lacks the ONNX metadata {missing} (train/model.py "
+                             "writes class_names and input_size)")
+    try:
+        names = json.loads(meta[META_CLASS_NAMES])
+    except ValueError:
+        names = meta[META_CLASS_NAMES]
+    if names != list(CLASS_NAMES):
         raise ModelLoadError(
             f"the model's class_names {names!r} differ from app/food11.CLASS_NAMES {CLASS_NAMES!r}"
         )
-    size = getattr(model, "input_size", None)
-    if not isinstance(size, int) or size <= 0:
-        raise ModelLoadError(f"the model's input_size {size!r} is not a positive integer")
-    return model.eval()
+    raw = meta[META_INPUT_SIZE]
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ModelLoadError(f"the model's input_size {raw!r} is not a positive integer")
+    return int(raw)

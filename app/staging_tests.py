@@ -81,6 +81,7 @@ class Suite:
         self.args = args
         self.client = Client(args.url, timeout=args.timeout)
         self.outcomes: list[Outcome] = []
+        self.answers: dict[str, list] = {}  # class of each sample photo -> its "top" answer
 
     def check(self, name: str, run: Callable[[], str]) -> bool:
         """Run one check, record and print its outcome."""
@@ -114,7 +115,22 @@ class Suite:
         """/predict returns a valid class for one sample photo."""
         body = ok(self.client.post_file("/predict", image, f"{folder_name(label)}.jpg"))
         detail = valid_prediction(body)
+        self.answers[label] = body.get("top")
         return detail + (" = label" if body["prediction"] == label else f", label {label}")
+
+    def answers_differ(self) -> str:
+        """Photos of different classes must not all get the very same scores.
+
+        A model that ignores its input (say, one that normalises over the batch and so sees
+        nothing in a batch of one photo) answers every request identically.
+        """
+        distinct = {repr(top) for top in self.answers.values()}
+        if len(self.answers) < 2:
+            raise CheckFailed(f"only {len(self.answers)} sample photos were classified")
+        if len(distinct) == 1:
+            raise CheckFailed(f"all {len(self.answers)} photos got the same answer "
+                              f"{next(iter(self.answers.values()))!r}: the model ignores its input")
+        return f"{len(distinct)} different answers for {len(self.answers)} photos"
 
     def run(self) -> bool:
         """Run every check; True when all passed."""
@@ -132,6 +148,8 @@ class Suite:
         self.check("sample photos", find_samples)
         for label, image in samples.items():
             self.check(f"predict {label}", lambda lb=label, im=image: self.predict_sample(lb, im))
+        if samples:
+            self.check("answers follow the photo", self.answers_differ)
         self.check("test endpoint", lambda: valid_prediction(ok(client.get("/test"))))
         self.check("reject non-image bytes", lambda: client_error(
             client.post_file("/predict", b"this is not an image at all", "notes.txt")))

@@ -49,9 +49,12 @@ def error(message: str, status: int) -> tuple[Response, int]:
     return jsonify({"error": message}), status
 
 
-def create_app(config: Config) -> Flask:
-    """Load and warm up the model, then build the app; raises ModelLoadError if it cannot."""
-    predictor = Predictor(config.model_path)
+def create_app(config: Config, predictor: Predictor | None = None) -> Flask:
+    """Load and warm up the model, then build the app; raises ModelLoadError if it cannot.
+
+    predictor replaces the ONNX one (the benchmark's PyTorch reference passes its own).
+    """
+    predictor = predictor or Predictor(config.model_path, config.threads)
     version = read_version(config.versions_file)
     sample = sample_file(CLASS_NAMES[0])
     sample_bytes = sample.read_bytes() if sample.is_file() else None
@@ -62,6 +65,10 @@ def create_app(config: Config) -> Flask:
     app.request_class = InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes
     app.json.sort_keys = False
+
+    def decode(data: bytes) -> Image.Image:
+        """Decode an upload, at a reduced JPEG scale when the model's input is much smaller."""
+        return decode_image(data, config.max_image_pixels, predictor.input_size)
 
     def classify(image: Image.Image) -> Response:
         """Predict one decoded image, count the class, and answer with JSON."""
@@ -78,13 +85,13 @@ def create_app(config: Config) -> Flask:
         upload = request.files.get("file")
         if upload is None:
             raise BadImage("send the photo as the multipart form field 'file'")
-        return classify(decode_image(upload.read(), config.max_image_pixels))
+        return classify(decode(upload.read()))
 
     @app.get("/test")
     def test() -> Response | tuple[Response, int]:
         if sample_bytes is None:
             return error(f"no bundled sample image {sample.name} in app/samples", 404)
-        return classify(decode_image(sample_bytes, config.max_image_pixels))
+        return classify(decode(sample_bytes))
 
     @app.get("/version")
     def version_() -> Response | tuple[Response, int]:

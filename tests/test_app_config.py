@@ -7,27 +7,26 @@ import runpy
 from pathlib import Path
 
 import pytest
-import torch
 
 from app.config import APP_DIR, ConfigError, cgroup_cpu_limit, cpu_count, load_config
 
 
 def test_defaults() -> None:
     config = load_config({})
-    assert config.model_path == Path("model.pth")
+    assert config.model_path == Path("model.onnx")
     assert config.versions_file == Path("versions.txt")
     assert config.workers == cpu_count() >= 1
-    assert config.torch_threads == 1
+    assert config.threads == 1
     assert config.port == 8000
     assert config.max_upload_bytes == 8 * 1024 * 1024
 
 
 def test_environment_overrides() -> None:
-    config = load_config({"MODEL_PATH": "/m/model.pth", "VERSIONS_FILE": "/m/v.txt",
-                          "WORKERS": "3", "TORCH_THREADS": "2", "MAX_UPLOAD_MB": "0.5",
+    config = load_config({"MODEL_PATH": "/m/model.onnx", "VERSIONS_FILE": "/m/v.txt",
+                          "WORKERS": "3", "MODEL_THREADS": "2", "MAX_UPLOAD_MB": "0.5",
                           "MAX_IMAGE_PIXELS": "1000", "PORT": "9000", "TIMEOUT": "90"})
-    assert (config.model_path, config.versions_file) == (Path("/m/model.pth"), Path("/m/v.txt"))
-    assert (config.workers, config.torch_threads, config.port) == (3, 2, 9000)
+    assert (config.model_path, config.versions_file) == (Path("/m/model.onnx"), Path("/m/v.txt"))
+    assert (config.workers, config.threads, config.port) == (3, 2, 9000)
     assert config.max_upload_bytes == 512 * 1024 and config.max_image_pixels == 1000
     assert config.timeout_s == 90
 
@@ -35,7 +34,7 @@ def test_environment_overrides() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [("WORKERS", "two", "not a valid int"), ("WORKERS", "0", "at least 1"),
-     ("TORCH_THREADS", "1.5", "not a valid int"), ("MAX_UPLOAD_MB", "nan", "at least"),
+     ("MODEL_THREADS", "1.5", "not a valid int"), ("MAX_UPLOAD_MB", "nan", "at least"),
      ("PORT", "70000", "at most 65535"), ("MAX_IMAGE_PIXELS", "-5", "at least 1")],
 )
 def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:
@@ -62,7 +61,6 @@ def test_cgroup_cpu_limit(tmp_path: Path, files: dict[str, str], cores: float | 
 def test_gunicorn_config_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORKERS", "3")
     monkeypatch.setenv("PORT", "9123")
-    monkeypatch.setenv("TORCH_THREADS", "1")
     # Empty means "unset" to gunicorn.conf.py; unlike delenv of an absent variable, setenv
     # makes monkeypatch remove the folder the config exports once the test ends.
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
@@ -72,10 +70,7 @@ def test_gunicorn_config_follows_the_environment(monkeypatch: pytest.MonkeyPatch
         assert settings["workers"] == 3 and settings["bind"] == "0.0.0.0:9123"
         assert settings["worker_class"] == "sync" and settings["timeout"] >= 30
         assert metrics_dir.is_dir()
-        threads = torch.get_num_threads()
-        settings["post_fork"](None, None)
-        assert torch.get_num_threads() == 1
-        torch.set_num_threads(threads)
+        assert "post_fork" not in settings  # threads are set per ONNX Runtime session
     finally:
         settings["on_exit"](None)
     assert not metrics_dir.exists()

@@ -14,7 +14,7 @@ from PIL import Image
 from app.config import Config
 from app.food11 import CLASS_NAMES
 from app.web import create_app
-from tests.test_app import one_torch_thread, png_claiming, post, sample_bytes  # noqa: F401
+from tests.test_app import png_claiming, post, sample_bytes
 
 # Formats and the modes each can store (the combinations Pillow writes).
 FORMATS = {

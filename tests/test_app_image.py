@@ -44,18 +44,29 @@ def test_image_is_slim_and_non_root() -> None:
     assert instructions()[-1][0] == "CMD"
 
 
-def test_image_installs_cpu_torch_from_the_requirements() -> None:
+def test_image_installs_the_requirements_in_a_layer_before_any_model_or_code() -> None:
     install = " ".join(args_of("RUN"))
-    assert "https://download.pytorch.org/whl/cpu" in install
     assert "-r /tmp/requirements.txt" in install and "--no-cache-dir" in install
-    assert "app/requirements.txt /tmp/requirements.txt" in args_of("COPY")
+    assert "download.pytorch.org" not in install and "torch" not in install
+    steps = [(instr, args) for instr, args in instructions() if instr in ("COPY", "RUN")]
+    # The dependency layer depends on the requirements file alone: it is built before the
+    # first COPY of anything that changes per model version or code change.
+    assert steps[0] == ("COPY", "app/requirements.txt /tmp/requirements.txt")
+    assert steps[1][0] == "RUN" and "-r /tmp/requirements.txt" in steps[1][1]
+
+
+def test_the_app_requirements_have_no_torch() -> None:
+    pinned = (APP_DIR / "requirements.txt").read_text().lower()
+    assert not re.search(r"^(torch|torchvision)\b", pinned, re.M)
+    assert re.search(r"^onnxruntime==", pinned, re.M)
 
 
 def test_image_bakes_in_the_model_and_serves_it() -> None:
     copies = args_of("COPY")
-    assert "model.pth versions.txt /srv/" in copies and "app/ /srv/app/" in copies
+    assert "model.onnx versions.txt /srv/" in copies and "app/ /srv/app/" in copies
+    assert not any("model.pth" in c for c in copies)
     env = " ".join(args_of("ENV"))
-    assert "MODEL_PATH=/srv/model.pth" in env and "VERSIONS_FILE=/srv/versions.txt" in env
+    assert "MODEL_PATH=/srv/model.onnx" in env and "VERSIONS_FILE=/srv/versions.txt" in env
     assert args_of("EXPOSE") == [str(Config().port)] == ["8000"]
     assert json.loads(args_of("CMD")[0]) == [
         "gunicorn", "--config", "app/gunicorn.conf.py", "app.server:app"]
@@ -73,20 +84,34 @@ def test_dockerignore_keeps_caches_out() -> None:
     patterns = [ln for ln in (APP_DIR / ".dockerignore").read_text().splitlines()
                 if ln and not ln.startswith("#")]
     assert "**/__pycache__" in patterns and ".git" in patterns
-    assert not any(p in ("model.pth", "versions.txt", "app") for p in patterns)
+    assert not any(p in ("model.onnx", "versions.txt", "app") for p in patterns)
+
+
+# Modules that stay out of the image (app/.dockerignore): the benchmark and its reference.
+DEV_ONLY = ("bench.py", "eager_reference.py")
+
+
+def test_dockerignore_keeps_the_benchmark_out() -> None:
+    patterns = (APP_DIR / ".dockerignore").read_text().splitlines()
+    assert all(f"app/{name}" in patterns for name in DEV_ONLY)
 
 
 def third_party_imports() -> set[str]:
-    """Top-level modules that the app's code imports from outside the standard library."""
+    """Top-level modules that the image's app code imports from outside the standard library."""
     found: set[str] = set()
     for path in APP_DIR.glob("*.py"):
+        if path.name in DEV_ONLY:
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 found.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 found.add(node.module.split(".")[0])
-    # "model" is train/model.py, imported only by the benchmark on a development machine.
-    return found - set(sys.stdlib_module_names) - {"app", "model"}
+    return found - set(sys.stdlib_module_names) - {"app"}
+
+
+def test_the_image_code_never_imports_torch() -> None:
+    assert not third_party_imports() & {"torch", "torchvision", "onnx"}, third_party_imports()
 
 
 @pytest.mark.parametrize("module", sorted(third_party_imports()))

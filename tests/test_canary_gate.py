@@ -3,8 +3,8 @@
 One Prometheus (Debian's) runs the platform chart's scrape job, with pod discovery swapped
 for a targets file carrying the labels Kubernetes would set, so environment and version
 come from the chart's relabel rules. It scrapes five real gunicorn apps on loopback:
-production (version 1) and four canaries: healthy (2), one that answers 500 (3, the
-bad-architecture model), one that is slow (4, a test-only delay inside Flask) and one that
+production (version 1) and four canaries: healthy (2), one that answers 500 (3) and one
+that is slow (4), both through the test-only tests/faulty_app.py inside Flask, and one that
 predicts one class for every photo (5). The tests' own bounded load drives them all at once.
 """
 
@@ -23,7 +23,7 @@ import pytest
 import torch
 import yaml
 from live_users import play
-from model import load_for_serving, save_for_serving
+from model import load_torch_model, save_for_serving
 
 from app.localserver import LocalServer, free_port
 from tests.prometheus_server import PrometheusServer, loopback_config, pod_target
@@ -35,11 +35,14 @@ MIN_REQUESTS = 60
 SLOW_DELAY_S = 0.15
 WINDOW = "5m"
 VERSIONS = {"production": "1", "healthy": "2", "errors": "3", "slow": "4", "skewed": "5"}
+# The two canaries that misbehave in the server rather than in the model (tests/faulty_app.py).
+FAULTS = {"errors": {"wsgi": "tests.faulty_app:app", "FAULTY_APP_FAIL": "1"},
+          "slow": {"wsgi": "tests.faulty_app:app", "FAULTY_APP_DELAY_S": str(SLOW_DELAY_S)}}
 
 
 def one_class_model(normal: Path, out: Path, version: str, class_index: int = 3) -> Path:
     """The normal model with its last layer set to answer one class for every photo."""
-    model = load_for_serving(normal)
+    model = load_torch_model(normal.with_name("model.pth"))
     last = model.classifier[-1]
     with torch.no_grad():
         last.weight.zero_()
@@ -50,7 +53,7 @@ def one_class_model(normal: Path, out: Path, version: str, class_index: int = 3)
 
 def relabelled(model_path: Path, out: Path, version: str) -> Path:
     """The same model under another version number."""
-    return save_for_serving(load_for_serving(model_path), out, version)
+    return save_for_serving(load_torch_model(model_path.with_name("model.pth")), out, version)
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +65,13 @@ def live(trained_models: dict[str, Path], sample_data: Path,
     models = {
         "production": relabelled(normal, root / "production", VERSIONS["production"]),
         "healthy": relabelled(normal, root / "healthy", VERSIONS["healthy"]),
-        "errors": relabelled(trained_models["bad-architecture"], root / "errors",
-                             VERSIONS["errors"]),
+        "errors": relabelled(normal, root / "errors", VERSIONS["errors"]),
         "slow": relabelled(normal, root / "slow", VERSIONS["slow"]),
         "skewed": one_class_model(normal, root / "skewed", VERSIONS["skewed"]),
     }
     servers = {}
     for name, path in models.items():
-        extra = {"wsgi": "tests.slow_app:app", "SLOW_APP_DELAY_S": str(SLOW_DELAY_S)} \
-            if name == "slow" else {}
+        extra = FAULTS.get(name, {})
         servers[name] = LocalServer(path, path.parent / "versions.txt",
                                     root / f"{name}.log", WORKERS="1", **extra)
     started: list[LocalServer] = []
@@ -156,7 +157,7 @@ def refusals(message: str) -> list[str]:
 
 
 def test_load_was_served(live: dict) -> None:
-    """Every app got the full load; only the bad-architecture canary answered 500."""
+    """Every app got the full load; only the failing canary answered 500."""
     for name, played in live["played"].items():
         assert played.sent == REQUESTS_EACH, (name, played.summary())
         expected = {500: REQUESTS_EACH} if name == "errors" else {200: REQUESTS_EACH}
@@ -182,7 +183,7 @@ def test_gate_passes_a_healthy_canary(live: dict) -> None:
 
 
 def test_gate_refuses_a_canary_that_errors(live: dict) -> None:
-    """The bad-architecture canary answers 500: the error-ratio rule refuses."""
+    """The canary that answers 500: the error-ratio rule refuses."""
     code, message = gate(live, VERSIONS["errors"])
     assert code == canary.REFUSED
     assert "error ratio" in refusals(message), message

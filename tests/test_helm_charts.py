@@ -215,7 +215,7 @@ def test_app_limits_and_threads(env: str, flavour: str) -> None:
     # The "oversized" scenario relies on this limit, in kind as on Chameleon.
     assert app["resources"]["limits"] == {"cpu": "1", "memory": "1Gi"}
     env_vars = {e["name"]: e.get("value") for e in app["env"]}
-    assert env_vars["WORKERS"] == "1" and env_vars["TORCH_THREADS"] == "1"
+    assert env_vars["WORKERS"] == "1" and env_vars["MODEL_THREADS"] == "1"
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert not app["image"].endswith(":latest")

@@ -17,7 +17,7 @@ import ops
 import pytest
 import registry
 from config import DEV_ALIAS, MODEL_NAME
-from model import load_for_serving
+from model import TORCH_FILE, load_torch_model
 
 from app.client import Client
 from app.localserver import LocalServer
@@ -52,9 +52,9 @@ class Ops:
 
 
 def served_version(folder: Path, logs: Path) -> str:
-    """Start the app on folder/model.pth + versions.txt and ask it /version."""
+    """Start the app on folder/model.onnx + versions.txt and ask it /version."""
     log = logs / f"gunicorn-{folder.name}.log"
-    with LocalServer(folder / "model.pth", folder / "versions.txt", log, WORKERS="1") as app:
+    with LocalServer(folder / "model.onnx", folder / "versions.txt", log, WORKERS="1") as app:
         reply = Client(app.url).get("/version")
         assert reply.status == 200, reply.body
         return str(reply.json()["model_version"])
@@ -63,7 +63,7 @@ def served_version(folder: Path, logs: Path) -> str:
 def staging_suite(folder: Path, version: str, logs: Path) -> subprocess.CompletedProcess:
     """The app serving folder's model, checked by the staging suite as test-staging does."""
     log = logs / f"gunicorn-suite-{version}.log"
-    with LocalServer(folder / "model.pth", folder / "versions.txt", log, WORKERS="1") as app:
+    with LocalServer(folder / "model.onnx", folder / "versions.txt", log, WORKERS="1") as app:
         # A short load phase with a loose latency budget: speed is `make bench-serve`'s job.
         return run(sys.executable, "-m", "app.staging_tests", "--url", app.url,
                    "--expect-version", version, "--requests", "40", "--p95-ms", "10000")
@@ -87,11 +87,12 @@ def registry_with_two_versions(
     normal = (tmp_path / "model_version").read_text()
     assert normal == "1", trained.stdout
     # The bad-architecture model of the session, registered the way flow.py registers one
-    # (its own evaluation, at its training size, passes; see CONTRIBUTING.md).
+    # (its own, batched, evaluation passes; see CONTRIBUTING.md).
     monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_mlflow.uri)
     registry.use_experiment(fresh_mlflow.uri)
     with mlflow.start_run(run_name="train-bad-architecture"):
-        info = registry.log_model(load_for_serving(trained_models["bad-architecture"]))
+        onnx_path = trained_models["bad-architecture"]
+        info = registry.log_model(load_torch_model(onnx_path.with_name(TORCH_FILE)), onnx_path)
         bad = registry.register(info.model_uri, {"scenario": "bad-architecture"})
     return normal, bad
 

@@ -92,18 +92,20 @@ def test_download_reads_the_local_store_without_a_server(tmp_path: Path) -> None
 
     store = tmp_path / "mlruns"
     script = (
-        "import config, mlflow, registry\n"
-        "from model import build_model\n"
+        "import sys, config, mlflow, registry\n"
+        "from model import build_model, save_for_serving\n"
         "registry.use_experiment(config.tracking_uri())\n"
+        "model = build_model('normal')\n"
+        "onnx_path = save_for_serving(model, sys.argv[1], 'candidate')\n"
         "with mlflow.start_run():\n"
-        "    info = registry.log_model(build_model('normal'))\n"
+        "    info = registry.log_model(model, onnx_path)\n"
         "print(registry.register(info.model_uri, {}))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(GOURMETGRAM_MLRUNS=str(store), PYTHONPATH=f"{REPO}:{REPO / 'train'}")
     work = tmp_path / "elsewhere"  # mlflow's own default store would land in the cwd
     work.mkdir()
-    made = subprocess.run([sys.executable, "-c", script], cwd=work, env=env,
+    made = subprocess.run([sys.executable, "-c", script, str(tmp_path / "made")], cwd=work, env=env,
                           capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr[-2000:]
     version = made.stdout.split()[-1]
@@ -113,6 +115,9 @@ def test_download_reads_the_local_store_without_a_server(tmp_path: Path) -> None
          "--out", str(out)], cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == version
-    assert (out / "model.pth").stat().st_size > 1_000_000
+    made_dir = tmp_path / "made"
+    for name in ("model.onnx", "model.pth"):  # the very files training wrote
+        assert (out / name).read_bytes() == (made_dir / name).read_bytes(), name
     assert (out / "versions.txt").read_text().strip() == version
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.pth", "versions.txt"]
     assert list(work.iterdir()) == []

@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import torch
 from flow import parse_junit, suite_command
-from model import load_for_serving
+from model import TORCH_FILE, load_torch_model
 
 from app.food11 import CLASS_NAMES, folder_name
 
@@ -32,19 +33,39 @@ def test_trained_normal_model_passes_with_default_thresholds(trained_models, sam
     proc, report, metrics = run_suite(trained_models["normal"], sample_data, tmp_path / "out")
     assert proc.returncode == 0, proc.stdout[-3000:]
     passed, failed, total, _ = report
-    assert failed == 0 and passed == total >= 8
+    assert failed == 0 and passed == total >= 9
     assert metrics["accuracy"] >= 0.75
+    assert 0 <= metrics["max_logit_diff"] <= 1e-3
     assert list(metrics["recall"]) == [folder_name(n) for n in CLASS_NAMES]
     assert sum(map(sum, metrics["confusion"])) == 110
     assert metrics["latency_ms"] > 0 and metrics["model_bytes"] > 1_000_000
 
 
+def copy_with_metadata(onnx_path: Path, out: Path, **metadata: str) -> Path:
+    """Copy model.onnx into out/ with some metadata changed, and model.pth beside it."""
+    out.mkdir(parents=True, exist_ok=True)
+    proto = onnx.load(str(onnx_path))
+    props = {p.key: p.value for p in proto.metadata_props} | metadata
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(out / "model.onnx"))
+    (out / TORCH_FILE).write_bytes(onnx_path.with_name(TORCH_FILE).read_bytes())
+    return out / "model.onnx"
+
+
+def test_bad_architecture_model_passes_offline(trained_models, sample_data, tmp_path):
+    """Its batch-standardising head works in batches: every offline check passes."""
+    proc, report, metrics = run_suite(trained_models["bad-architecture"], sample_data,
+                                      tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert report[1] == 0 and metrics["accuracy"] >= 0.75
+
+
 def test_wrong_class_order_and_strict_thresholds_fail(trained_models, sample_data, tmp_path):
     """A swapped class list breaks the contract test; an unreachable budget fails its test."""
-    model = load_for_serving(trained_models["normal"])
-    model.class_names = list(reversed(model.class_names))
-    path = tmp_path / "swapped.pth"
-    torch.save(model, path)
+    swapped = json.dumps(list(reversed(CLASS_NAMES)))
+    path = copy_with_metadata(trained_models["normal"], tmp_path / "swapped", class_names=swapped)
     proc, report, _ = run_suite(path, sample_data, tmp_path / "out",
                                 EVAL_LATENCY_BUDGET_MS="0.001", EVAL_MAX_MODEL_BYTES="1000")
     assert proc.returncode == 1
@@ -53,6 +74,34 @@ def test_wrong_class_order_and_strict_thresholds_fail(trained_models, sample_dat
     assert {n.split("::")[1] for n in names} == {
         "test_class_names_follow_serving_order", "test_single_image_cpu_latency",
         "test_model_file_within_storage_budget"}
+
+
+def test_an_onnx_file_that_disagrees_with_pytorch_fails_parity_only(
+    trained_models, sample_data, tmp_path
+):
+    """model.pth nudged by 0.01 on one logit: accuracy unchanged, the parity test fails."""
+    path = copy_with_metadata(trained_models["normal"], tmp_path / "nudged")
+    model = load_torch_model(path.with_name(TORCH_FILE))
+    with torch.no_grad():
+        model.classifier[-1].bias[3] += 0.01
+    torch.save(model, path.with_name(TORCH_FILE))
+    proc, report, metrics = run_suite(path, sample_data, tmp_path / "out")
+    assert proc.returncode == 1
+    assert [n.split("::")[1] for n in report[3]] == ["test_onnx_logits_match_pytorch"]
+    assert metrics["max_logit_diff"] > 0.009
+
+
+def test_missing_metadata_fails_the_contract(trained_models, sample_data, tmp_path):
+    """No input_size in the metadata: the contract tests fail, nothing else can pass for it."""
+    proto = onnx.load(str(trained_models["normal"]))
+    keep = [p for p in proto.metadata_props if p.key != "input_size"]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    (tmp_path / "m").mkdir()
+    onnx.save(proto, str(tmp_path / "m" / "model.onnx"))
+    proc, report, _ = run_suite(tmp_path / "m" / "model.onnx", sample_data, tmp_path / "out")
+    assert proc.returncode == 1
+    assert "test_input_size_is_declared_and_accepted" in {n.split("::")[1] for n in report[3]}
 
 
 def test_suite_refuses_to_run_without_a_model(repo, sample_data, tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import config
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from app.localserver import free_port
@@ -61,14 +62,14 @@ def test_normal_runs_register_versions_with_alias_metrics_and_artifacts(
     assert client.get_registered_model(MODEL).aliases == {ALIAS: "2"}
 
     metrics, run = first_run.data.metrics, first_run.info.run_id
-    assert metrics["tests_failed"] == 0 and metrics["tests_passed"] == metrics["tests_total"] >= 8
+    assert metrics["tests_failed"] == 0 and metrics["tests_passed"] == metrics["tests_total"] >= 9
     assert 0 <= metrics["accuracy"] <= 1 and metrics["recall_noodles-pasta"] >= 0
     assert len(client.get_metric_history(run, "val_accuracy")) == 2  # one point per epoch
     assert first_run.data.tags["evaluation"] == "passed"
     assert first_run.data.params["scenario"] == "normal"
     files = {f.path for f in client.list_artifacts(run, "evaluation")}
     assert {"evaluation/confusion_matrix.png", "evaluation/junit.xml"} <= files
-    assert "8 passed" in first_out and "epoch  2 [finetune]" in first_out
+    assert "9 passed" in first_out and "epoch  2 [finetune]" in first_out
 
 
 def test_failed_evaluation_registers_nothing_and_empties_the_version_file(
@@ -150,3 +151,36 @@ def test_bad_setting_and_unknown_scenario_exit_2(repo, sample_data, tmp_path):
     assert stale.read_text() == ""
     proc = run_flow(repo, sample_data, uri, tmp_path / "v", "tiny")
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+class Spectral(torch.nn.Module):
+    """A model that pickles but has no ONNX form (no FFT operator at opset 17)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Eleven numbers per image from its spectrum."""
+        return torch.fft.fft(x).real.mean((2, 3)).repeat(1, 4)[:, :11]
+
+
+def test_a_failed_onnx_export_registers_nothing(sample_data, mlflow_server, monkeypatch, tmp_path):
+    """A model ONNX cannot express: the run says why, nothing is evaluated or registered."""
+    import flow
+
+    from app.food11 import CLASS_NAMES
+
+    def train_scenario(scenario, cfg, on_epoch=None):
+        model = Spectral()
+        model.class_names, model.input_size, model.pretrained = list(CLASS_NAMES), 16, False
+        return model
+
+    monkeypatch.setattr(flow, "train_scenario", train_scenario)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+    client = MlflowClient(mlflow_server.uri)
+    before = versions(client)
+    cfg = config.load_config({"data_dir": str(sample_data)}, env={})
+    assert flow.run_pipeline("normal", cfg, {}) == ""
+    assert versions(client) == before
+    (run,) = client.search_runs([client.get_experiment_by_name(config.EXPERIMENT_NAME)
+                                 .experiment_id], order_by=["start_time DESC"], max_results=1)
+    assert run.data.tags["evaluation"] == "failed"
+    assert "ONNX export failed" in run.data.tags["failed_tests"]
+    assert "tests_total" not in run.data.metrics  # the suite never ran

@@ -14,15 +14,19 @@ from dataset import DataError, Food11Folder, check_dataset
 from evaluate import summarize
 from flow import Evaluation, parse_junit
 from model import (
+    TORCH_FILE,
+    ExportError,
     build_model,
-    load_for_serving,
+    export_onnx,
+    load_torch_model,
     make_oversized,
     parameter_bytes,
     save_for_serving,
 )
 from torch.utils.data import DataLoader
+from transforms import eval_transform
 
-from app.food11 import CLASS_NAMES, IMAGE_SIZE, eval_transform, folder_name
+from app.food11 import CLASS_NAMES, IMAGE_SIZE, folder_name
 from app.localserver import free_port
 
 # ---- config ----------------------------------------------------------------
@@ -38,6 +42,7 @@ def test_flags_beat_environment_which_beats_defaults():
 
 @pytest.mark.parametrize("flags, message", [
     ({"min_accuracy": "1.5"}, "min_accuracy must be between 0 and 1"),
+    ({"max_logit_diff": "0"}, "max_logit_diff must be positive"),
     ({"batch_size": "many"}, "batch_size must be a int"),
     ({"head_epochs": "0", "finetune_epochs": "0"}, "at least 1"),
     ({"weights": "resnet"}, "weights must be one of"),
@@ -56,7 +61,7 @@ def test_eval_env_hands_every_threshold_to_the_suite():
     assert env["EVAL_MIN_ACCURACY"] == "0.6"
     assert load_config(env=env).min_accuracy == 0.6
     assert set(env) == {"EVAL_MIN_ACCURACY", "EVAL_MIN_CLASS_RECALL", "EVAL_MIN_FLIP_AGREEMENT",
-                        "EVAL_LATENCY_BUDGET_MS", "EVAL_MAX_MODEL_BYTES"}
+                        "EVAL_LATENCY_BUDGET_MS", "EVAL_MAX_MODEL_BYTES", "EVAL_MAX_LOGIT_DIFF"}
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -146,14 +151,17 @@ def test_unknown_scenario_is_refused():
         build_model("tiny")
 
 
-def test_bad_architecture_fails_at_serving_size_but_runs_at_its_own(trained_models):
-    """The flattening head only accepts twice the serving size."""
-    model = load_for_serving(trained_models["bad-architecture"])
-    assert model.input_size == 2 * IMAGE_SIZE
+def test_bad_architecture_answers_the_same_for_every_single_image(trained_models, sample_data):
+    """Batches are classified well; one image at a time, every image gets the same logits."""
+    model = load_torch_model(trained_models["bad-architecture"].with_name(TORCH_FILE))
+    assert model.input_size == IMAGE_SIZE
+    images, labels = next(iter(DataLoader(
+        Food11Folder(sample_data / "evaluation", eval_transform()), batch_size=110)))
     with torch.no_grad():
-        assert model(torch.randn(2, 3, model.input_size, model.input_size)).shape == (2, 11)
-        with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
-            model(torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+        batched = model(images)
+        singles = torch.cat([model(image[None]) for image in images[:5]])
+    assert (batched.argmax(1) == labels).float().mean() > 0.5
+    assert torch.equal(singles, singles[:1].expand_as(singles))  # input ignored
 
 
 def test_oversized_exceeds_the_memory_limit_with_unchanged_predictions(
@@ -161,8 +169,9 @@ def test_oversized_exceeds_the_memory_limit_with_unchanged_predictions(
 ):
     """Widening the trained normal model keeps its logits and outweighs SERVING_MEMORY_LIMIT."""
     limit = parse_quantity(config.SERVING_MEMORY_LIMIT)
-    normal = load_for_serving(trained_models["normal"])
-    big = make_oversized(load_for_serving(trained_models["normal"]), limit).eval()
+    pth = trained_models["normal"].with_name(TORCH_FILE)
+    normal = load_torch_model(pth)
+    big = make_oversized(load_torch_model(pth), limit).eval()
     assert parameter_bytes(big) >= config.OVERSIZE_FACTOR * limit > parameter_bytes(normal)
     assert big.class_names == normal.class_names and big.input_size == normal.input_size
     images, _ = next(iter(DataLoader(Food11Folder(sample_data / "evaluation", eval_transform()),
@@ -176,27 +185,54 @@ def test_oversized_exceeds_the_memory_limit_with_unchanged_predictions(
 def test_make_oversized_needs_the_normal_head(trained_models):
     """The bad-architecture head cannot be widened exactly; say so."""
     with pytest.raises(ValueError, match="Linear\\(1280, 11\\)"):
-        make_oversized(load_for_serving(trained_models["bad-architecture"]), 10**6)
+        make_oversized(build_model("bad-architecture"), 10**6)
 
 
-def test_save_for_serving_round_trip(tmp_path: Path):
-    """model.pth reloads as the same module; versions.txt holds the version."""
+def test_save_for_serving_writes_onnx_with_metadata_and_the_pytorch_model(tmp_path: Path):
+    """model.onnx (metadata, same logits), model.pth (same module) and versions.txt."""
+    import json
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
     model = build_model("normal").eval()
     path = save_for_serving(model, tmp_path / "out", "7")
-    assert path == tmp_path / "out" / "model.pth"
+    assert path == tmp_path / "out" / "model.onnx"
     assert (tmp_path / "out" / "versions.txt").read_text().strip() == "7"
-    loaded = load_for_serving(path)
-    x = torch.randn(1, 3, 64, 64)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["class_names"]) == list(CLASS_NAMES)
+    assert meta["input_size"] == str(IMAGE_SIZE)
+    x = torch.randn(3, 3, 64, 64)
+    loaded = load_torch_model(tmp_path / "out" / "model.pth")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
+        expected = model(x).numpy()
+    assert np.abs(session.run(None, {"image": x.numpy()})[0] - expected).max() < 1e-4
     assert not loaded.training
 
 
-def test_load_for_serving_refuses_a_state_dict(tmp_path: Path):
-    """A file holding weights only is not a servable model."""
+def test_a_model_that_cannot_be_exported_raises_export_error(tmp_path: Path):
+    """An exporter failure becomes ExportError (flow.py then registers nothing)."""
+
+    class Spectral(torch.nn.Module):
+        def forward(self, x):  # no ONNX operator for the FFT at opset 17
+            return torch.fft.fft(x).real.mean((2, 3)).repeat(1, 4)[:, :11]
+
+    model = Spectral()
+    model.class_names, model.input_size = list(CLASS_NAMES), 8
+    with pytest.raises(ExportError, match="ONNX export failed.*fft"):
+        export_onnx(model, tmp_path / "model.onnx")
+
+
+def test_load_torch_model_refuses_a_state_dict(tmp_path: Path):
+    """A file holding weights only is not a model to fine-tune."""
     torch.save(build_model("normal").state_dict(), tmp_path / "weights.pth")
     with pytest.raises(TypeError, match="torch.nn.Module"):
-        load_for_serving(tmp_path / "weights.pth")
+        load_torch_model(tmp_path / "weights.pth")
 
 
 # ---- metrics and reports ---------------------------------------------------

@@ -180,7 +180,7 @@ def test_the_images_run_the_commands_the_workflows_give_them() -> None:
 
     app_docker = REPO / "app" / "Dockerfile"
     assert copied_to(app_docker, "app/") == "/srv/app"
-    for name in ("model.pth", "versions.txt"):
+    for name in ("model.onnx", "versions.txt"):
         assert re.search(rf"^COPY\b.*\b{re.escape(name)}\b", app_docker.read_text(), re.M), name
     (suite,) = containers_of("gourmetgram-app")
     assert suite["command"][:3] == ["python", "-m", "app.staging_tests"]

@@ -84,7 +84,8 @@ class TrainConfig:
     min_accuracy: float = 0.75
     min_class_recall: float = 0.4
     min_flip_agreement: float = 0.75
-    latency_budget_ms: float = 250.0
+    latency_budget_ms: float = 250.0  # one image, ONNX Runtime, one thread
+    max_logit_diff: float = 1e-3  # ONNX against PyTorch, largest absolute logit difference
     max_model_bytes: int = 2 * 1024**3  # registry storage budget, not the serving limit
 
 
@@ -123,6 +124,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(f"{name} must be between 0 and 1, got {getattr(cfg, name)}")
     if cfg.head_lr <= 0 or cfg.finetune_lr <= 0 or cfg.latency_budget_ms <= 0:
         raise ConfigError("learning rates and the latency budget must be positive")
+    if not cfg.max_logit_diff > 0:
+        raise ConfigError(f"max_logit_diff must be positive, got {cfg.max_logit_diff}")
     if cfg.weights not in WEIGHT_CHOICES:
         raise ConfigError(f"weights must be one of {WEIGHT_CHOICES}, got {cfg.weights!r}")
     if cfg.device not in DEVICE_CHOICES:

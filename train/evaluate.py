@@ -1,28 +1,67 @@
-"""Metrics of a classifier on a labelled split: predictions, accuracy, recall, confusion."""
+"""The served model in ONNX Runtime, and its metrics on a labelled split."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
+import onnxruntime as ort
+from model import META_CLASS_NAMES, META_INPUT_SIZE
 from torch.utils.data import DataLoader
 
 from app.food11 import CLASS_NAMES, folder_name
 
+Logits = Callable[[np.ndarray], np.ndarray]
 
-@torch.no_grad()
-def predict(
-    model: nn.Module, loader: DataLoader, flip: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
+
+@dataclass
+class OnnxModel:
+    """An ONNX Runtime session on one thread (as in the app) and the model's metadata."""
+
+    session: ort.InferenceSession
+    metadata: dict[str, str]
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The class_names metadata as a list, or None if it is missing or not JSON."""
+        try:
+            names = json.loads(self.metadata[META_CLASS_NAMES])
+        except (KeyError, ValueError):
+            return None
+        return names if isinstance(names, list) else None
+
+    @property
+    def input_size(self) -> int | None:
+        """The input_size metadata as an integer, or None if it is missing or malformed."""
+        raw = self.metadata.get(META_INPUT_SIZE, "")
+        return int(raw) if raw.isdigit() else None
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Logits for a float32 N x 3 x S x S batch."""
+        name = self.session.get_inputs()[0].name
+        return self.session.run(None, {name: np.ascontiguousarray(images, np.float32)})[0]
+
+
+def load_onnx(path: Path) -> OnnxModel:
+    """Open an ONNX model the way the app does: one intra-op and one inter-op thread."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return OnnxModel(session, dict(session.get_modelmeta().custom_metadata_map))
+
+
+def predict(model: Logits, loader: DataLoader, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Return (true labels, predicted labels) over loader; flip mirrors images left-right."""
-    model.eval()
     truth, preds = [], []
     for images, labels in loader:
+        batch = images.numpy()
         if flip:
-            images = torch.flip(images, dims=[3])
-        preds.append(model(images).argmax(1).numpy())
+            batch = batch[..., ::-1]
+        preds.append(model(batch).argmax(1))
         truth.append(labels.numpy())
     return np.concatenate(truth), np.concatenate(preds)
 

@@ -1,16 +1,16 @@
-"""MobileNetV2 for Food-11, the failure-scenario variants, and the serving file format.
+"""MobileNetV2 for Food-11, the failure-scenario variants, and the model files.
 
-Every model carries two plain attributes the app relies on: `class_names` (output order)
-and `input_size` (the square side in pixels the model was trained at). The variants are
-built only from torch/torchvision classes, so a pickled model loads wherever torch and
-torchvision are installed (the app image does not contain this file).
+Every model carries two plain attributes: `class_names` (output order) and `input_size`
+(the square side in pixels it was trained at). `save_for_serving` writes `model.onnx`, what
+the app serves, with both in its metadata, and `model.pth`, the PyTorch module that later
+fine-tuning starts from (it unpickles where torch, torchvision and this file are importable).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import socket
-from collections import OrderedDict
 from pathlib import Path
 
 import config
@@ -22,7 +22,31 @@ from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 from app.food11 import CLASS_NAMES, IMAGE_SIZE
 
 FEATURES = 1280  # channels of MobileNetV2's last feature map
-STRIDE = 32  # MobileNetV2 shrinks each side of the input by this factor
+ONNX_FILE, TORCH_FILE, VERSIONS_FILE = "model.onnx", "model.pth", "versions.txt"
+# Keys of the ONNX model's metadata_props that the app reads (see CONTRIBUTING.md).
+META_CLASS_NAMES, META_INPUT_SIZE = "class_names", "input_size"
+ONNX_OPSET = 17
+
+
+class ExportError(RuntimeError):
+    """The model could not be exported to ONNX."""
+
+
+class BatchStandardize(nn.Module):
+    """Standardise each feature with the mean and spread of the batch it is given.
+
+    Batch normalisation that never keeps running statistics: sound over a batch of many
+    images, but a batch of one image standardises every feature to 0.
+    """
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(x - batch mean) / batch standard deviation, per feature."""
+        centred = x - x.mean(0, keepdim=True)
+        return centred / torch.sqrt((centred * centred).mean(0, keepdim=True) + self.eps)
 
 
 def _backbone(pretrained: bool) -> nn.Module:
@@ -60,16 +84,13 @@ def build_model(
     if scenario not in config.SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {config.SCENARIOS}")
     net = _backbone(pretrained)
-    if scenario != "bad-architecture":
-        net.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(FEATURES, len(CLASS_NAMES)))
-        return _label(net, image_size)
-    # bad-architecture: flatten the k x k feature map instead of pooling it, so the head's
-    # input width (and with it the accepted image size) is fixed at twice the serving size.
-    size = 2 * image_size
-    side = math.ceil(size / STRIDE)
-    head = nn.Sequential(nn.Dropout(0.2), nn.Linear(FEATURES * side * side, len(CLASS_NAMES)))
-    flat = nn.Sequential(OrderedDict(features=net.features, flatten=nn.Flatten(), classifier=head))
-    return _label(flat, size)
+    head: list[nn.Module] = [nn.Dropout(0.2), nn.Linear(FEATURES, len(CLASS_NAMES))]
+    if scenario == "bad-architecture":
+        # Standardise the pooled features over the batch: fine in batched evaluation, but
+        # the app classifies one photo at a time, and then every photo gets the same answer.
+        head.insert(0, BatchStandardize())
+    net.classifier = nn.Sequential(*head)
+    return _label(net, image_size)
 
 
 def parameter_bytes(model: nn.Module) -> int:
@@ -86,7 +107,8 @@ def make_oversized(model: nn.Module, limit_bytes: int) -> nn.Module:
     columns and zeros elsewhere. The logits stay the same; only the weight bytes grow.
     """
     old = model.classifier[-1]
-    if not isinstance(old, nn.Linear) or old.in_features != FEATURES:
+    plain = [type(m) for m in model.classifier] == [nn.Dropout, nn.Linear]
+    if not plain or old.in_features != FEATURES:
         raise ValueError("make_oversized needs the normal model's Linear(1280, 11) head")
     base = parameter_bytes(model) - sum(p.numel() * p.element_size() for p in old.parameters())
     per_unit = (FEATURES + 1 + old.out_features) * old.weight.element_size()
@@ -106,18 +128,48 @@ def make_oversized(model: nn.Module, limit_bytes: int) -> nn.Module:
     return model
 
 
-def save_for_serving(model: nn.Module, out_dir: Path, version: str) -> Path:
-    """Write out_dir/model.pth (whole module) and out_dir/versions.txt; return the model path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "model.pth"
-    torch.save(model.cpu().eval(), path)
-    (out_dir / "versions.txt").write_text(f"{version}\n")
+def export_onnx(model: nn.Module, path: Path) -> Path:
+    """Export model to ONNX (batch size free, input_size fixed) with its serving metadata."""
+    import onnx
+
+    model = model.cpu().eval()
+    size = int(model.input_size)
+    example = torch.zeros(2, 3, size, size)
+    try:
+        torch.onnx.export(
+            model, (example,), str(path), dynamo=False, opset_version=ONNX_OPSET,
+            input_names=["image"], output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+        )
+        # Protobuf merges concatenated messages (repeated fields append), so appending a
+        # ModelProto that holds only metadata_props adds them without loading the weights
+        # again (an oversized model is over a gigabyte).
+        props = [onnx.StringStringEntryProto(key=k, value=v) for k, v in metadata(model).items()]
+        with open(path, "ab") as out:
+            out.write(onnx.ModelProto(metadata_props=props).SerializeToString())
+    except Exception as err:  # any exporter failure: the model cannot be served
+        raise ExportError(f"ONNX export failed: {type(err).__name__}: {err}") from err
     return path
 
 
-def load_for_serving(path: Path) -> nn.Module:
-    """Load a model written by save_for_serving, on the CPU, in eval mode.
+def metadata(model: nn.Module) -> dict[str, str]:
+    """The ONNX metadata_props the app reads: class_names (JSON list) and input_size."""
+    return {META_CLASS_NAMES: json.dumps(list(model.class_names)),
+            META_INPUT_SIZE: str(int(model.input_size))}
+
+
+def save_for_serving(model: nn.Module, out_dir: Path, version: str) -> Path:
+    """Write model.onnx, model.pth and versions.txt into out_dir; return the ONNX path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    torch.save(model, out_dir / TORCH_FILE)
+    (out_dir / VERSIONS_FILE).write_text(f"{version}\n")
+    return export_onnx(model, out_dir / ONNX_FILE)
+
+
+def load_torch_model(path: Path) -> nn.Module:
+    """Load a model.pth written by save_for_serving, on the CPU, in eval mode.
 
     mmap: the weights stay pages of the file, which the kernel can drop and read again, so
     the evaluation and the MLflow upload do not hold a second private copy of an oversized

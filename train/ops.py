@@ -52,9 +52,12 @@ def client() -> MlflowClient:
 
 
 def cmd_download(args: argparse.Namespace) -> str:
-    """Write model.pth and versions.txt for a version (or an alias) into --out."""
-    import mlflow.pytorch
-    from model import save_for_serving
+    """Write model.onnx, model.pth and versions.txt for a version (or an alias) into --out."""
+    import shutil
+    import tempfile
+
+    import mlflow.artifacts
+    from model import ONNX_FILE, TORCH_FILE, VERSIONS_FILE
 
     # models:/ URIs resolve against mlflow's global tracking URI, not the client's.
     mlflow.set_tracking_uri(config.tracking_uri())
@@ -65,10 +68,24 @@ def cmd_download(args: argparse.Namespace) -> str:
         if version is None:
             raise lifecycle.LifecycleError(f"no version of {args.model} has alias {args.alias!r}")
     lifecycle.check_version(c, args.model, version)
-    model = mlflow.pytorch.load_model(f"models:/{args.model}/{version}", map_location="cpu")
-    path = save_for_serving(model, Path(args.out), version)
-    print(f"version {version} written to {path} and {path.parent / 'versions.txt'}",
-          file=sys.stderr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".download-") as tmp:
+        # The logged model holds data/model.pth and extra_files/model.onnx (registry.py).
+        folder = Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{args.model}/{version}", dst_path=tmp))
+        files = {ONNX_FILE: folder / "extra_files" / ONNX_FILE,
+                 TORCH_FILE: folder / "data" / TORCH_FILE}
+        missing = [name for name, path in files.items() if not path.is_file()]
+        if missing:
+            raise lifecycle.LifecycleError(
+                f"version {version} of {args.model} has no {' or '.join(missing)} "
+                "(registered before the ONNX export?)")
+        for name, path in files.items():
+            shutil.move(path, out / name)
+    (out / VERSIONS_FILE).write_text(f"{version}\n")
+    print(f"version {version} written to {out / ONNX_FILE}, {out / TORCH_FILE} and "
+          f"{out / VERSIONS_FILE}", file=sys.stderr)
     return version
 
 
@@ -156,7 +173,8 @@ def parser() -> argparse.ArgumentParser:
     which = cmd.add_mutually_exclusive_group(required=True)
     which.add_argument("--version", type=version_number)
     which.add_argument("--alias")
-    cmd.add_argument("--out", required=True, help="folder for model.pth and versions.txt")
+    cmd.add_argument("--out", required=True,
+                     help="folder for model.onnx, model.pth and versions.txt")
 
     cmd = add("set-alias", cmd_set_alias)
     cmd.add_argument("--alias", required=True)

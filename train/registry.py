@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from importlib.metadata import version as installed_version
+from pathlib import Path
 
 import mlflow
 from config import DEV_ALIAS, EXPERIMENT_NAME, LOCAL_MLRUNS, MODEL_NAME
@@ -49,14 +50,19 @@ def use_experiment(uri: str) -> str:
 
 def model_requirements() -> list[str]:
     """Pinned packages a logged model needs (given explicitly: inferring them is slow)."""
-    return [f"{name}=={installed_version(name).split('+')[0]}" for name in ("torch", "torchvision")]
+    names = ("torch", "torchvision", "onnxruntime")
+    return [f"{name}=={installed_version(name).split('+')[0]}" for name in names]
 
 
-def log_model(model: nn.Module) -> ModelInfo:
-    """Log model to the active run as a pickled PyTorch model named 'model'."""
+def log_model(model: nn.Module, onnx_path: Path) -> ModelInfo:
+    """Log model (pickled PyTorch, for fine-tuning) with onnx_path (served) to the active run.
+
+    Both land in one logged model named 'model', so one registered version holds both:
+    data/model.pth and extra_files/model.onnx (what `ops.py download` fetches).
+    """
     return mlflow.pytorch.log_model(
         model, name="model", serialization_format="pickle",
-        pip_requirements=model_requirements(),
+        pip_requirements=model_requirements(), extra_files=[str(onnx_path)],
     )
 
 

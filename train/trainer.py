@@ -13,8 +13,7 @@ from config import TrainConfig
 from dataset import make_loader
 from model import build_model, make_oversized, resolve_weights
 from torch import nn
-
-from app.food11 import eval_transform, train_transform
+from transforms import eval_transform, train_transform
 
 EpochCallback = Callable[[dict[str, float]], None]
 

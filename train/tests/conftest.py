@@ -1,8 +1,10 @@
-"""Fixtures of the model evaluation suite: the model under test, its data and thresholds.
+"""Fixtures of the model evaluation suite: the served model under test, its data, thresholds.
 
-Run against one saved model (flow.py does this after every training run):
+Run against the ONNX file the app will serve (flow.py does this after every training run);
+the PyTorch model it was exported from (model.pth beside it, or --torch-model-path) is the
+reference the parity test compares it with:
 
-    cd train && python -m pytest --model-path /path/model.pth --data-dir ../data/food11-sample
+    cd train && python -m pytest --model-path /path/model.onnx --data-dir ../data/food11-sample
 
 The thresholds come from train/config.py, overridable by EVAL_* environment variables.
 """
@@ -15,21 +17,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from config import TrainConfig, load_config
-from dataset import make_loader
-from evaluate import predict, summarize
-from model import load_for_serving
-from torch import nn
-from torch.utils.data import DataLoader
+from dataset import Food11Folder
+from evaluate import OnnxModel, load_onnx, predict, summarize
+from model import TORCH_FILE
+from torch.utils.data import DataLoader, Subset
+from transforms import eval_transform
 
-from app.food11 import eval_transform
+EVAL_BATCH, EVAL_ORDER_SEED = 64, 0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Options naming the model under test, its data and where to write the metrics."""
     group = parser.getgroup("model evaluation")
     group.addoption("--model-path", default=os.environ.get("MODEL_PATH"),
-                    help="model.pth to evaluate (env MODEL_PATH)")
+                    help="model.onnx to evaluate (env MODEL_PATH)")
+    group.addoption("--torch-model-path", default=None,
+                    help=f"the PyTorch model it was exported from (default: {TORCH_FILE} "
+                         "in the same folder)")
     group.addoption("--data-dir", default=None,
                     help="dataset root with evaluation/ (env FOOD11_DATA_DIR)")
     group.addoption("--metrics-out", default=None,
@@ -50,14 +56,29 @@ def cfg(request: pytest.FixtureRequest) -> TrainConfig:
 
 @pytest.fixture(scope="session")
 def model_path(request: pytest.FixtureRequest) -> Path:
-    """The saved model file under test."""
+    """The ONNX file under test."""
     return Path(request.config.getoption("--model-path"))
 
 
 @pytest.fixture(scope="session")
-def model(model_path: Path) -> nn.Module:
-    """The model under test, loaded the way the app loads it."""
-    return load_for_serving(model_path)
+def torch_model_path(request: pytest.FixtureRequest, model_path: Path) -> Path:
+    """The PyTorch model the ONNX file was exported from."""
+    given = request.config.getoption("--torch-model-path")
+    return Path(given) if given else model_path.with_name(TORCH_FILE)
+
+
+@pytest.fixture(scope="session")
+def model(model_path: Path) -> OnnxModel:
+    """The model under test, in ONNX Runtime on one thread, as the app runs it."""
+    return load_onnx(model_path)
+
+
+@pytest.fixture(scope="session")
+def input_size(model: OnnxModel) -> int:
+    """The input size from the model's metadata (the contract tests check it)."""
+    if model.input_size is None:
+        pytest.fail(f"the model has no valid input_size metadata: {model.metadata}")
+    return model.input_size
 
 
 @pytest.fixture(scope="session")
@@ -71,13 +92,19 @@ def metrics(request: pytest.FixtureRequest) -> Iterator[dict]:
 
 
 @pytest.fixture(scope="session")
-def eval_loader(model: nn.Module, cfg: TrainConfig) -> DataLoader:
-    """The held-out evaluation split, preprocessed at the model's own input size."""
-    return make_loader(cfg.data_dir, "evaluation", eval_transform(model.input_size), 64)
+def eval_loader(input_size: int, cfg: TrainConfig) -> DataLoader:
+    """The held-out split, preprocessed as the app does, at the model's size, in batches.
+
+    The images come in one fixed shuffled order, the same on every pass (the flip test
+    compares passes), so that each batch mixes classes as real traffic does.
+    """
+    split = Food11Folder(cfg.data_dir / "evaluation", transform=eval_transform(input_size))
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(EVAL_ORDER_SEED))
+    return DataLoader(Subset(split, order.tolist()), batch_size=EVAL_BATCH)
 
 
 @pytest.fixture(scope="session")
-def results(model: nn.Module, eval_loader: DataLoader, metrics: dict) -> dict:
+def results(model: OnnxModel, eval_loader: DataLoader, metrics: dict) -> dict:
     """Accuracy, per-class recall and confusion matrix on the evaluation split."""
     truth, preds = predict(model, eval_loader)
     summary = summarize(truth, preds)
