@@ -73,7 +73,8 @@ def metrics(request: pytest.FixtureRequest) -> Iterator[dict]:
 @pytest.fixture(scope="session")
 def eval_loader(model: nn.Module, cfg: TrainConfig) -> DataLoader:
     """The held-out evaluation split, preprocessed at the model's own input size."""
-    return make_loader(cfg.data_dir, "evaluation", eval_transform(model.input_size), 64)
+    return make_loader(cfg.data_dir, "evaluation", eval_transform(model.input_size), 64,
+                       subset=cfg.subset)
 
 
 @pytest.fixture(scope="session")
