@@ -151,10 +151,13 @@ def test_wrong_counts_and_a_foreign_folder_are_refused(serve, tmp_path):
     assert not dest.exists()
     with pytest.raises(PrepareError, match=r"training/ holds 44 images, expected 9866"):
         prepare(server.url, dest)  # the real archive's counts are the default
-    dest.mkdir()
-    (dest / "training").mkdir()
+    dest.mkdir()  # an empty folder is replaced...
+    assert prepare(server.url, dest, COUNTS) is True and check_dataset(dest) == COUNTS
+    other = tmp_path / "other"
+    (other / "training").mkdir(parents=True)  # ...one with something in it is not
     with pytest.raises(PrepareError, match="was not completed by prepare"):
-        prepare(server.url, dest, COUNTS)
+        prepare(server.url, other, COUNTS)
+    assert server.requests == 3  # refused before downloading anything
 
 
 def run(repo: Path, *args: str, env: dict[str, str] | None = None):
@@ -178,8 +181,8 @@ def test_food11_path_end_to_end(repo, serve, mlflow_server, tmp_path):
     # food11 semantics (its data dir, schedule, gate), but small: ImageNet weights cannot be
     # downloaded here, and 64 px keeps it quick. The thresholds are the test's own.
     proc = run(repo, "flow.py", "normal", "--dataset", "food11", "--subset", "3",
-               "--weights", "none", "--image-size", "64", "--head-epochs", "1",
-               "--finetune-epochs", "1", "--min-accuracy", "0", "--min-class-recall", "0",
+               "--weights", "none", "--image-size", "64", "--head-epochs", "2",
+               "--finetune-epochs", "0", "--min-accuracy", "0", "--min-class-recall", "0",
                "--min-flip-agreement", "0", "--version-file", str(vfile),
                env={"MLFLOW_TRACKING_URI": mlflow_server.uri, "FOOD11_DATA_DIR": str(dest)})
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -141,7 +141,9 @@ def prepare(url: str, dest: Path, expect: dict[str, int] | None = None) -> bool:
         print(f"[prepare] {dest} is already complete ({(dest / MARKER).read_text().strip()}); "
               "nothing to do", flush=True)
         return False
-    if dest.exists():
+    if dest.is_dir() and not any(dest.iterdir()):
+        pass  # an empty folder (a mount point, say): the rename below replaces it
+    elif dest.exists():
         raise PrepareError(f"{dest} exists but was not completed by prepare "
                            f"(no {MARKER}): remove it and run again")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -176,8 +178,8 @@ def parse_counts(text: str) -> dict[str, int]:
     return counts
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: `prepare`; exit 0 when the data is ready, 2 with one error line if not."""
+def parser() -> argparse.ArgumentParser:
+    """The command line: one command, `prepare`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("prepare", help="download, check and lay out Food-11 (once)")
@@ -186,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--expect-counts", type=parse_counts, default=COUNTS,
                      help="images per split, default the real archive's "
                           + ",".join(f"{k}={v}" for k, v in COUNTS.items()))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `prepare`; exit 0 when the data is ready, 2 with one error line if not."""
+    args = parser().parse_args(argv)
     try:
         prepare(args.url, args.dest, args.expect_counts)
     except DataError as err:
