@@ -227,3 +227,48 @@ def test_bad_archive_registers_nothing(repo, serve, mlflow_server, tmp_path, mon
     assert code == flow.EXIT_BAD_INPUT
     after = {mv.version for mv in client.search_model_versions(f"name='{config.MODEL_NAME}'")}
     assert after == before and (tmp_path / "v").read_text() == ""
+
+
+# ---- the dataset setting ----------------------------------------------------------------
+
+def test_the_dataset_decides_size_weights_schedule_and_gate():
+    """food11 means 224 px and ImageNet weights; explicit settings still win."""
+    sample = config.load_config(env={})
+    assert (sample.dataset, sample.image_size, sample.weights) == ("sample", 64, "auto")
+    # The synthetic set keeps its current gate: TrainConfig's own defaults.
+    assert config.SCHEDULES["sample", "subset"] == config.SCHEDULES["sample", "full"] == {}
+    assert sample == config.TrainConfig()
+    full = config.load_config({"dataset": "food11"}, env={})
+    assert (full.image_size, full.weights, full.subset) == (224, "imagenet", 0)
+    assert full.data_dir == config.REPO_ROOT / "data" / "food11"
+    cpu = config.load_config({"dataset": "food11", "subset": "50"}, env={})
+    assert cpu.min_accuracy < full.min_accuracy and cpu.finetune_epochs < full.finetune_epochs
+    assert 0 < cpu.min_accuracy < 1 and cpu.min_accuracy > 1 / len(CLASS_NAMES)  # above chance
+    env = {"TRAIN_DATASET": "food11", "EVAL_MIN_ACCURACY": "0.3", "FOOD11_DATA_DIR": "/d"}
+    mixed = config.load_config({"image_size": "96"}, env=env)
+    assert (mixed.min_accuracy, mixed.image_size, str(mixed.data_dir)) == (0.3, 96, "/d")
+    assert mixed.min_class_recall == full.min_class_recall
+    handed = config.eval_env(cpu)  # the evaluation suite sees the same data set and gate
+    assert handed["TRAIN_DATASET"] == "food11" and handed["TRAIN_SUBSET"] == "50"
+    assert config.load_config(env=handed).min_accuracy == cpu.min_accuracy
+    for flags, message in (({"dataset": "food101"}, "dataset must be one of"),
+                           ({"subset": "-1"}, "subset must not be negative")):
+        with pytest.raises(config.ConfigError, match=message):
+            config.load_config(flags, env={})
+
+
+def test_subset_keeps_the_first_images_of_each_class(sample_data):
+    """subset=N: at most N images per class, the first in file-name order."""
+    full = make_loader(sample_data, "training", None, 8).dataset
+    part = make_loader(sample_data, "training", None, 8, subset=3).dataset
+    assert len(part) == 3 * len(CLASS_NAMES) and part.targets == [s[1] for s in part.samples]
+    for index in range(len(CLASS_NAMES)):
+        first = [p for p, t in full.samples if t == index][:3]
+        assert [p for p, t in part.samples if t == index] == first
+
+
+def test_duration_reads_like_a_person_would_say_it():
+    from trainer import duration
+
+    assert [duration(s) for s in (0.4, 59, 61, 3599, 7380)] == [
+        "0 s", "59 s", "1 min 1 s", "59 min 59 s", "2 h 3 min"]
