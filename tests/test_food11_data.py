@@ -34,8 +34,11 @@ COUNTS = {split: n * len(CLASS_NAMES) for split, n in PER_CLASS.items()}
 COUNTS_FLAG = ",".join(f"{k}={v}" for k, v in COUNTS.items())
 
 
-def fake_archive(prefix: str = "", drop: str = "", extra: str = "") -> bytes:
-    """A zip in Food-11's layout: PER_CLASS images of every class per split, flat folders."""
+def fake_archive(prefix: str = "", drop: str = "", extra: str = "", cut: int = 0) -> bytes:
+    """A zip in Food-11's layout: PER_CLASS images of every class per split, flat folders.
+
+    drop: leave out a split; extra: add a file of this name; cut: lose the last bytes.
+    """
     rng, buffer = random.Random(0), io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for split, n in PER_CLASS.items():
@@ -48,7 +51,7 @@ def fake_archive(prefix: str = "", drop: str = "", extra: str = "") -> bytes:
                     archive.writestr(f"{prefix}{split}/{index}_{k}.jpg", image.getvalue())
         if extra:
             archive.writestr(f"{prefix}{extra}", b"\xff\xd8 not really")
-    return buffer.getvalue()
+    return buffer.getvalue()[: -cut or None]
 
 
 class ArchiveServer:
@@ -127,7 +130,8 @@ def test_prepare_lays_out_image_folders_once(serve, tmp_path, prefix):
 BAD_ARCHIVES = {
     "missing-split": ({"drop": "evaluation"}, False, "no evaluation/ folder"),
     "unknown-class": ({"extra": "training/11_0.jpg"}, False, "unknown class index 11"),
-    "truncated": ({}, True, "truncated"),
+    "truncated": ({}, True, "truncated: got"),
+    "corrupt": ({"cut": 100}, False, "not a complete zip archive"),
 }
 
 
