@@ -276,3 +276,21 @@ def test_duration_reads_like_a_person_would_say_it():
 
     assert [duration(s) for s in (0.4, 59, 61, 3599, 7380)] == [
         "0 s", "59 s", "1 min 1 s", "59 min 59 s", "2 h 3 min"]
+
+
+def test_a_long_pass_reports_its_progress(capsys, monkeypatch):
+    """Inside an epoch: batch count, images/s and the time left, for `argo logs`."""
+    import torch
+    import trainer
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    monkeypatch.setattr(trainer, "PROGRESS_EVERY_S", 0.0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, len(CLASS_NAMES)))
+    data = TensorDataset(torch.randn(40, 3, 2, 2), torch.randint(0, len(CLASS_NAMES), (40,)))
+    trainer._run_epoch(model, DataLoader(data, batch_size=10), torch.device("cpu"),
+                       label="epoch 1 training")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        f"  epoch 1 training: batch {b}/4" for b in (1, 2, 3)]  # not after the last batch
+    assert all("images/s, about" in line and "left in this pass" in line for line in lines)
