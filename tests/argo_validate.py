@@ -276,7 +276,18 @@ def workflow_ref_problems(catalog: Catalog, spec: dict, label: str) -> list[str]
         return [f"{label}: workflowTemplateRef to missing WorkflowTemplate {ref!r}"]
     wanted = declared((target["spec"].get("arguments") or {}).get("parameters"))
     given = declared((spec.get("arguments") or {}).get("parameters"))
-    return passing_problems(wanted, given, label, ref)
+    return passing_problems(wanted, given, label, ref) + enum_problems(wanted, given, label)
+
+
+def enum_problems(wanted: dict[str, dict], given: dict[str, dict], label: str) -> list[str]:
+    """A literal value passed to a parameter with an enum must be one of it (as argo submit)."""
+    problems = []
+    for name, param in given.items():
+        allowed = (wanted.get(name) or {}).get("enum")
+        value = str(param.get("value", ""))
+        if allowed and "{{" not in value and value not in [str(a) for a in allowed]:
+            problems.append(f"{label}: {name}={value!r} is not one of {allowed}")
+    return problems
 
 
 def variable_problems(catalog: Catalog, wft: dict, template: dict, referenced: bool) -> list[str]:
@@ -568,6 +579,8 @@ def reference_problems(docs: list[tuple[str, dict]]) -> list[str]:
         kind = doc.get("kind")
         if kind == "CronWorkflow":
             problems += workflow_ref_problems(catalog, doc["spec"]["workflowSpec"], label)
+        if kind == "Workflow":  # e.g. what `argo submit --from workflowtemplate/X -p ...` makes
+            problems += workflow_ref_problems(catalog, doc.get("spec") or {}, label)
         for where, inner in embedded_workflows(doc):
             problems += workflow_ref_problems(catalog, inner.get("spec") or {}, f"{label} {where}")
         if kind != "WorkflowTemplate":

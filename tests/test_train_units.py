@@ -55,13 +55,14 @@ def test_bad_settings_get_a_clear_error(flags, message):
 
 
 def test_eval_env_hands_every_threshold_to_the_suite():
-    """The evaluation suite receives each threshold as an EVAL_* variable."""
+    """The evaluation suite receives each threshold as an EVAL_* variable, and the data set."""
     cfg = load_config({"min_accuracy": "0.6"}, env={})
     env = config.eval_env(cfg)
     assert env["EVAL_MIN_ACCURACY"] == "0.6"
     assert load_config(env=env).min_accuracy == 0.6
     assert set(env) == {"EVAL_MIN_ACCURACY", "EVAL_MIN_CLASS_RECALL", "EVAL_MIN_FLIP_AGREEMENT",
-                        "EVAL_LATENCY_BUDGET_MS", "EVAL_MAX_MODEL_BYTES", "EVAL_MAX_LOGIT_DIFF"}
+                        "EVAL_LATENCY_BUDGET_MS", "EVAL_MAX_MODEL_BYTES", "EVAL_MAX_LOGIT_DIFF",
+                        "TRAIN_DATASET", "TRAIN_SUBSET"}
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"
 TEMPLATES = {"build-train-image", "train-model", "build-container-image",
              "deploy-container-image", "test-staging", "promote-model", "rollback",
-             "gourmetgram-ops", "live-users"}
+             "gourmetgram-ops", "live-users", "prepare-data"}
 DOCS = list(validate.documents(WORKFLOWS))
 
 
@@ -286,12 +286,18 @@ def test_every_template_of_the_lab_is_there() -> None:
 def test_train_model_parameters() -> None:
     assert wf_param("train-model", "scenario")["enum"] == list(config.SCENARIOS)
     assert wf_param("train-model", "gpu")["enum"] == ["false", "true"]
+    assert wf_param("train-model", "dataset")["enum"] == list(config.DATASETS)
+    assert wf_param("train-model", "dataset")["value"] == config.TrainConfig.dataset
+    assert wf_param("train-model", "subset")["value"] == str(config.TrainConfig.subset)
     train = template("train-model", "train")
-    assert train["container"]["command"] == ["python", "flow.py", "{{inputs.parameters.scenario}}"]
+    assert train["container"]["command"] == [
+        "python", "flow.py", "{{inputs.parameters.scenario}}",
+        "--dataset", "{{inputs.parameters.dataset}}", "--subset", "{{inputs.parameters.subset}}"]
     out = train["outputs"]["parameters"][0]
     assert out["valueFrom"]["path"] == str(config.DEFAULT_VERSION_FILE)
     steps = {s["name"]: s for g in template("train-model", "main")["steps"] for s in g}
-    assert list(steps) == ["image", "build-image", "mark-current", "train", "build"]
+    assert list(steps) == ["image", "build-image", "mark-current", "prepare-data", "train",
+                           "build"]
     assert steps["build"]["when"] == "'{{steps.train.outputs.parameters.model-version}}' != ''"
 
 
@@ -308,6 +314,95 @@ def test_gpu_patch_targets_the_gpu_node_only_when_asked() -> None:
     assert volume["emptyDir"]["medium"] == "Memory"
     assert cpu == {}
     assert "inputs.parameters.gpu == 'true'" in template("train-model", "train")["podSpecPatch"]
+
+
+DATASET_SWITCH = re.compile(
+    r"\{\{= inputs\.parameters\.dataset == '(\w+)' \? '([^']*)' : '([^']*)' \}\}")
+
+
+def data_dirs(text: str) -> dict[str, str]:
+    """FOOD11_DATA_DIR of the train step for each data set (the expression's two branches)."""
+    (match,) = DATASET_SWITCH.finditer(text)
+    assert match[0] == text, text
+    return {d: match[2] if d == match[1] else match[3] for d in config.DATASETS}
+
+
+def claims() -> dict[str, dict]:
+    """The PersistentVolumeClaims in workflows/, by name."""
+    return {d["metadata"]["name"]: d for _, d in DOCS if d.get("kind") == "PersistentVolumeClaim"}
+
+
+def test_food11_volume_is_filled_by_prepare_data_and_read_only_in_training() -> None:
+    """prepare-data writes where training reads, on the claim of the node that trains."""
+    import food11_data
+
+    prepare, train = template("prepare-data", "prepare"), template("train-model", "train")
+    for t in (prepare, train):
+        (volume,) = t["volumes"]
+        claim = volume["persistentVolumeClaim"]["claimName"]
+        # local-path volumes live on one node: the GPU node has a claim of its own.
+        assert validate.branches(claim) == {"false": "food11-data", "true": "food11-data-gpu"}
+        assert set(validate.branches(claim).values()) == set(claims())
+        assert all(c["metadata"]["namespace"] == "argo" for c in claims().values())
+    (mount,) = train["container"]["volumeMounts"]
+    assert mount["readOnly"] is True and train["volumes"][0]["persistentVolumeClaim"]["readOnly"]
+    (wmount,) = prepare["container"]["volumeMounts"]
+    assert "readOnly" not in wmount and wmount["mountPath"] == mount["mountPath"]
+    command = prepare["container"]["command"]
+    assert command[:3] == ["python", "food11_data.py", "prepare"]
+    args = food11_data.parser().parse_args(command[2:])
+    assert args.url == food11_data.URL and args.expect_counts == food11_data.COUNTS
+    env = {e["name"]: e for e in train["container"]["env"]}
+    dirs = data_dirs(env[config.ENV_NAMES["data_dir"]]["value"])
+    dest = str(args.dest)
+    assert dirs["food11"] == dest and dest.startswith(mount["mountPath"] + "/")
+    # the sample set is the one the training image bakes in
+    dockerfile = (REPO / "train" / "Dockerfile").read_text()
+    assert f"RUN python sample_data.py {dirs['sample']}\n" in dockerfile
+    # With gpu=true the prepare pod goes where the GPU training pod goes.
+    gpu_patch = validate.pod_spec_patches(prepare)["true"]
+    train_patch = validate.pod_spec_patches(train)["true"]
+    assert gpu_patch["nodeSelector"] == train_patch["nodeSelector"]
+    assert gpu_patch["tolerations"] == train_patch["tolerations"]
+    assert validate.pod_spec_patches(prepare)["false"] == {}
+
+
+def test_train_model_prepares_food11_before_training_and_only_for_food11() -> None:
+    """After the image steps (prepare-data runs the current image), before train."""
+    groups = template("train-model", "main")["steps"]
+    names = [s["name"] for g in groups for s in g]
+    assert all(len(g) == 1 for g in groups)
+    (prepare,) = groups[names.index("prepare-data")]
+    assert prepare["templateRef"] == {"name": "prepare-data", "template": "prepare"}
+    assert prepare["when"] == "'{{workflow.parameters.dataset}}' == 'food11'"
+    assert prepare["arguments"]["parameters"] == [
+        {"name": "gpu", "value": "{{workflow.parameters.gpu}}"}]
+    assert names.index("mark-current") < names.index("prepare-data") < names.index("train")
+
+
+def submission(**params: str) -> tuple[str, dict]:
+    """What `argo submit --from workflowtemplate/train-model -p K=V ...` creates."""
+    return "submitted", {"apiVersion": validate.API_VERSION, "kind": "Workflow",
+                         "metadata": {"generateName": "train-model-", "namespace": "argo"},
+                         "spec": {"workflowTemplateRef": {"name": "train-model"}, "arguments": {
+                             "parameters": [{"name": k, "value": v} for k, v in params.items()]}}}
+
+
+def test_food11_submissions_pass_the_template_checks() -> None:
+    """-p dataset=food11 (with or without the GPU) is valid; a value off the enum is not."""
+    for params in ({"dataset": "food11"}, {"dataset": "food11", "subset": "50"},
+                   {"dataset": "food11", "gpu": "true", "subset": "0"}):
+        label, doc = submission(**params)
+        assert validate.schema_problems(doc) == []
+        assert validate.reference_problems([*DOCS, (label, doc)]) == [], params
+        assert config.load_config({k: v for k, v in params.items() if k != "gpu"}, env={})
+    problems = validate.reference_problems([*DOCS, submission(dataset="food101")])
+    assert problems == ["submitted: dataset='food101' is not one of ['sample', 'food11']"]
+    problems = validate.reference_problems([*DOCS, submission(dataset="food11", epochs="3")])
+    assert problems == ["submitted: passes 'epochs', which train-model does not declare"]
+    # The schedule and the sensor start the synthetic set, explicitly.
+    cron = by_kind("CronWorkflow")["cron-train"]["spec"]["workflowSpec"]["arguments"]
+    assert {"name": "dataset", "value": "sample"} in cron["parameters"]
 
 
 def test_cron_train_schedules_one_run_at_a_time() -> None:
@@ -414,7 +509,7 @@ def test_the_training_image_name_comes_from_the_configmap_alone() -> None:
              for t in doc.get("spec", {}).get("templates") or []
              if any(TRAIN_IMAGE in text for text in validate.strings(t))}
     assert set(users) == {"build-container-image/build", "gourmetgram-ops/ops",
-                          "live-users/play"}
+                          "live-users/play", "prepare-data/prepare"}
     for t in users.values():
         (param,) = [p for p in t["inputs"]["parameters"] if p["name"] == "train-image"]
         # No value or default to fall back on: a missing key fails the step, visibly.
@@ -559,11 +654,13 @@ def test_yaml_passes_yamllint() -> None:
 def test_event_rbac_passes_kubernetes_schema() -> None:
     k8s_kinds = [d for _, d in DOCS if d.get("apiVersion", "").startswith(
         ("v1", "rbac.authorization.k8s.io"))]
-    assert {d["kind"] for d in k8s_kinds} == {"ServiceAccount", "Role", "RoleBinding"}
+    assert {d["kind"] for d in k8s_kinds} == {"ServiceAccount", "Role", "RoleBinding",
+                                              "PersistentVolumeClaim"}
     minor = versions()["kubernetes_minor"]
     result = subprocess.run(
         [str(Path(sys.executable).parent / "kubernetes-validate"), "--strict",
-         "--kubernetes-version", minor, str(WORKFLOWS / "events" / "rbac.yaml")],
+         "--kubernetes-version", minor, str(WORKFLOWS / "events" / "rbac.yaml"),
+         str(WORKFLOWS / "food11-data.yaml")],
         capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -175,8 +175,9 @@ def test_the_images_run_the_commands_the_workflows_give_them() -> None:
         (script,) = re.findall(r"\bpython (\S+\.py)\b", command)
         assert (REPO / "train" / script).is_file(), command
         if script == "flow.py":  # ops.py's command lines are checked in test_workflows.py
-            args = flow.parse_args(filled(container["command"][2:], {"scenario": "normal"}))
-            assert args.scenario == "normal"
+            values = {"scenario": "normal", "dataset": "food11", "subset": "50"}
+            args = flow.parse_args(filled(container["command"][2:], values))
+            assert (args.scenario, args.dataset, args.subset) == ("normal", "food11", "50")
 
     app_docker = REPO / "app" / "Dockerfile"
     assert copied_to(app_docker, "app/") == "/srv/app"

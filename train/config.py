@@ -54,19 +54,53 @@ WEIGHT_CHOICES = ("auto", "imagenet", "none")
 DEVICE_CHOICES = ("auto", "cuda", "cpu")
 
 
+class ConfigError(ValueError):
+    """A setting holds a value the pipeline cannot use."""
+
+# The data sets a run can train on. Each decides the input size and the starting weights
+# (recorded with the model as `input_size` and `pretrained`) and where the data usually is.
+DATASETS: dict[str, dict[str, object]] = {
+    # Synthetic (sample_data.py): small images, random init is enough (weights auto).
+    "sample": {"data_dir": REPO_ROOT / "data" / "food11-sample", "image_size": IMAGE_SIZE,
+               "weights": "auto"},
+    # Real Food-11 photos (food11_data.py prepares them): MobileNetV2's native 224 px and
+    # ImageNet weights, which the Chameleon nodes download.
+    "food11": {"data_dir": REPO_ROOT / "data" / "food11", "image_size": 224,
+               "weights": "imagenet"},
+}
+# Training schedule and evaluation gate per (data set, "subset" or "full"): subset > 0 is the
+# CPU path (a few images per class, mostly the head learns), 0 the whole set (the H100).
+# Empty: TrainConfig's own defaults. train/README.md gives the reasoning behind each gate.
+SCHEDULES: dict[tuple[str, str], dict[str, object]] = {
+    ("sample", "subset"): {},
+    ("sample", "full"): {},
+    ("food11", "subset"): {"head_epochs": 3, "finetune_epochs": 1, "finetune_lr": 1e-4,
+                           "min_accuracy": 0.55, "min_class_recall": 0.15,
+                           "min_flip_agreement": 0.75},
+    ("food11", "full"): {"batch_size": 64, "head_epochs": 2, "finetune_epochs": 6,
+                         "finetune_lr": 1e-4, "min_accuracy": 0.75, "min_class_recall": 0.4,
+                         "min_flip_agreement": 0.85},
+}
+
+
+def dataset_defaults(dataset: str, subset: int) -> dict[str, object]:
+    """The settings a data set implies, for a subset run (subset > 0) or the full set."""
+    if dataset not in DATASETS:
+        raise ConfigError(f"dataset must be one of {tuple(DATASETS)}, got {dataset!r}")
+    return {**DATASETS[dataset], **SCHEDULES[dataset, "subset" if subset > 0 else "full"]}
+
+
 def tracking_uri() -> str:
     """MLFLOW_TRACKING_URI when set, else the local SQLite store under mlruns/."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{LOCAL_MLRUNS / 'mlflow.db'}"
-
-
-class ConfigError(ValueError):
-    """A setting holds a value the pipeline cannot use."""
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Settings of one pipeline run: data, training schedule and evaluation thresholds."""
 
+    dataset: str = "sample"  # sample (synthetic) or food11; sets the defaults in DATASETS
+    subset: int = 0  # images per class and split to use; 0: all of them
     data_dir: Path = REPO_ROOT / "data" / "food11-sample"
     version_file: Path = DEFAULT_VERSION_FILE
     # Training. Sample-set defaults: 64 px, random init, ~20 s on two CPU cores.
@@ -114,7 +148,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("image_size", "batch_size", "max_model_bytes"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(cfg, name)}")
-    for name in ("head_epochs", "finetune_epochs"):
+    if cfg.dataset not in DATASETS:
+        raise ConfigError(f"dataset must be one of {tuple(DATASETS)}, got {cfg.dataset!r}")
+    for name in ("head_epochs", "finetune_epochs", "subset"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must not be negative, got {getattr(cfg, name)}")
     if cfg.head_epochs + cfg.finetune_epochs < 1:
@@ -136,7 +172,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 def load_config(
     flags: Mapping[str, str | None] | None = None, env: Mapping[str, str] | None = None
 ) -> TrainConfig:
-    """Build the config: defaults, then environment variables, then flags (None = unset)."""
+    """Build the config: defaults (of the data set), then environment variables, then flags."""
     env = os.environ if env is None else env
     values: dict[str, object] = {}
     for name, var in ENV_NAMES.items():
@@ -147,7 +183,9 @@ def load_config(
             raise ConfigError(f"unknown setting {name!r}")
         if raw is not None:
             values[name] = _convert(name, raw)
-    return validate(TrainConfig(**values))
+    dataset = str(values.get("dataset", TrainConfig.dataset))
+    implied = dataset_defaults(dataset, int(values.get("subset", TrainConfig.subset)))
+    return validate(TrainConfig(**{**implied, **values}))
 
 
 def version_file_setting(flag: str | None, env: Mapping[str, str] | None = None) -> Path:
@@ -157,11 +195,11 @@ def version_file_setting(flag: str | None, env: Mapping[str, str] | None = None)
 
 
 def eval_env(cfg: TrainConfig) -> dict[str, str]:
-    """The environment variables that hand cfg's evaluation thresholds to the pytest suite."""
+    """The environment variables that hand cfg's thresholds, data set and subset to pytest."""
     return {
         ENV_NAMES[f.name]: str(getattr(cfg, f.name))
         for f in dataclasses.fields(cfg)
-        if ENV_NAMES[f.name].startswith("EVAL_")
+        if ENV_NAMES[f.name].startswith("EVAL_") or f.name in ("dataset", "subset")
     }
 
 

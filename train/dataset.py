@@ -75,16 +75,24 @@ class Food11Folder(ImageFolder):
         folders = class_folders(Path(directory))
         return folders, {folder: i for i, folder in enumerate(folders)}
 
-    def __init__(self, root: Path, transform=None) -> None:
+    def __init__(self, root: Path, transform=None, subset: int = 0) -> None:
         super().__init__(str(root), transform=transform, loader=_open_rgb)
+        if subset > 0:  # the first `subset` images of each class, in file-name order
+            kept, seen = [], [0] * len(self.classes)
+            for path, target in self.samples:
+                if seen[target] < subset:
+                    kept.append((path, target))
+                    seen[target] += 1
+            self.samples = self.imgs = kept
+            self.targets = [target for _, target in kept]
 
 
 def make_loader(
     root: Path, split: str, transform, batch_size: int, shuffle: bool = False,
-    workers: int = 0, seed: int = 0,
+    workers: int = 0, seed: int = 0, subset: int = 0,
 ) -> DataLoader:
-    """A DataLoader over one split of the dataset."""
-    dataset = Food11Folder(Path(root) / split, transform=transform)
+    """A DataLoader over one split of the dataset (at most `subset` images per class if > 0)."""
+    dataset = Food11Folder(Path(root) / split, transform=transform, subset=subset)
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
         persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),

@@ -130,8 +130,15 @@ def run_pipeline(scenario: str, cfg: TrainConfig, timings: dict[str, float]) -> 
     """Run every stage; return the registered version, or '' when evaluation failed."""
     start = time.perf_counter()
     device = pick_device(cfg.device)  # fails here, before any run, when a GPU was required
-    counts = check_dataset(cfg.data_dir)
-    print(f"[data] {cfg.data_dir}: {counts}", flush=True)
+    try:
+        counts = check_dataset(cfg.data_dir)
+    except DataError as err:
+        if cfg.dataset != "food11":
+            raise
+        raise DataError(f"{err}; prepare Food-11 first: python food11_data.py prepare "
+                        f"--dest {cfg.data_dir} (in the cluster: workflow prepare-data)") from None
+    print(f"[data] {cfg.dataset} at {cfg.data_dir}: {counts}"
+          f"{f', using {cfg.subset} per class' if cfg.subset else ''}", flush=True)
     uri = config.tracking_uri()
     registry.check_reachable(uri)
     registry.use_experiment(uri)
@@ -142,7 +149,7 @@ def run_pipeline(scenario: str, cfg: TrainConfig, timings: dict[str, float]) -> 
         workdir = Path(tmp)
         print(f"[mlflow] run {run.info.run_id} at {uri}", flush=True)
         start = time.perf_counter()
-        mlflow.set_tags({"scenario": scenario, "device": device.type})
+        mlflow.set_tags({"scenario": scenario, "device": device.type, "dataset": cfg.dataset})
         mlflow.log_params({**dataclasses.asdict(cfg), "scenario": scenario,
                            **{f"images_{k}": v for k, v in counts.items()}})
         model = train_scenario(scenario, cfg,
@@ -178,6 +185,7 @@ def run_pipeline(scenario: str, cfg: TrainConfig, timings: dict[str, float]) -> 
         version = ""
         if result.ok:
             version = registry.register(info.model_uri, {"scenario": scenario,
+                                                         "dataset": cfg.dataset,
                                                          "run_id": run.info.run_id})
         timings["log_register"] = time.perf_counter() - start
     summary = f"{result.passed}/{result.total} evaluation tests passed"

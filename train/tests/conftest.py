@@ -93,12 +93,13 @@ def metrics(request: pytest.FixtureRequest) -> Iterator[dict]:
 
 @pytest.fixture(scope="session")
 def eval_loader(input_size: int, cfg: TrainConfig) -> DataLoader:
-    """The held-out split, preprocessed as the app does, at the model's size, in batches.
+    """The held-out split (subset images per class if > 0), preprocessed as the app does.
 
     The images come in one fixed shuffled order, the same on every pass (the flip test
     compares passes), so that each batch mixes classes as real traffic does.
     """
-    split = Food11Folder(cfg.data_dir / "evaluation", transform=eval_transform(input_size))
+    split = Food11Folder(cfg.data_dir / "evaluation", transform=eval_transform(input_size),
+                         subset=cfg.subset)
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(EVAL_ORDER_SEED))
     return DataLoader(Subset(split, order.tolist()), batch_size=EVAL_BATCH)
 
