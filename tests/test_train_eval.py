@@ -84,7 +84,11 @@ def test_an_onnx_file_that_disagrees_with_pytorch_fails_parity_only(
     model = load_torch_model(path.with_name(TORCH_FILE))
     with torch.no_grad():
         model.classifier[-1].bias[3] += 0.01
-    torch.save(model, path.with_name(TORCH_FILE))
+    # A new file renamed over the old one: the loaded weights are still mapped from the old
+    # file (load_torch_model uses mmap), and overwriting it in place would pull them away.
+    nudged = path.with_name("nudged.pth")
+    torch.save(model, nudged)
+    nudged.replace(path.with_name(TORCH_FILE))
     proc, report, metrics = run_suite(path, sample_data, tmp_path / "out")
     assert proc.returncode == 1
     assert [n.split("::")[1] for n in report[3]] == ["test_onnx_logits_match_pytorch"]

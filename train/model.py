@@ -163,7 +163,11 @@ def save_for_serving(model: nn.Module, out_dir: Path, version: str) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
-    torch.save(model, out_dir / TORCH_FILE)
+    # A new file renamed into place: a model loaded from the old one (load_torch_model maps
+    # its weights from the file) keeps reading the old file, never a half-written one.
+    partial = out_dir / f".{TORCH_FILE}.partial"
+    torch.save(model, partial)
+    partial.replace(out_dir / TORCH_FILE)
     (out_dir / VERSIONS_FILE).write_text(f"{version}\n")
     return export_onnx(model, out_dir / ONNX_FILE)
 
