@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+import tempfile
 from pathlib import Path
 
 import config
@@ -165,9 +166,11 @@ def save_for_serving(model: nn.Module, out_dir: Path, version: str) -> Path:
     model = model.cpu().eval()
     # A new file renamed into place: a model loaded from the old one (load_torch_model maps
     # its weights from the file) keeps reading the old file, never a half-written one.
-    partial = out_dir / f".{TORCH_FILE}.partial"
-    torch.save(model, partial)
-    partial.replace(out_dir / TORCH_FILE)
+    # (Same file name in a side folder: torch.save records the name inside the archive.)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".partial-") as side:
+        partial = Path(side) / TORCH_FILE
+        torch.save(model, partial)
+        partial.replace(out_dir / TORCH_FILE)
     (out_dir / VERSIONS_FILE).write_text(f"{version}\n")
     return export_onnx(model, out_dir / ONNX_FILE)
 
