@@ -22,7 +22,7 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/train
 export MPLBACKEND := Agg
 
 .PHONY: all setup notebooks book test test-notebooks test-notebooks-kind lint \
-	sample-data train serve bench-train bench-serve clean
+	sample-data train serve bench-train bench-serve words clean
 
 all: setup notebooks book ## Install everything if needed, then build the notebooks and the book
 
@@ -49,6 +49,9 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 
 notebooks: $(STAMP) ## Generate notebooks/ from snippets/
 	$(PY) tools/make_notebooks.py
+
+words: $(STAMP) ## Count the student prose of the notebooks (at most 12,000 words)
+	$(PY) tools/word_count.py
 
 book: notebooks ## Build the Jupyter Book into _build/html (warnings are errors)
 	$(BIN)/jupyter-book build . --warningiserror --keep-going --path-output .

@@ -1,0 +1,52 @@
+# The lab's shell environment. Every Bash notebook sources it in its first cell; in a
+# JupyterLab terminal, run:  source /work/mlops-pipeline/env.sh
+#
+# It puts the lab's tools on the PATH, points Ansible and kubectl at the lab's files,
+# loads your values from lab.env (written by notebooks 0, 1 and 3; never committed) and
+# shares one ssh-agent, holding your key, between every notebook and terminal.
+# Sourcing it again is harmless: it changes nothing that is already right.
+
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export REPO_DIR
+
+# Tools installed by notebook 2 live on the part of the Jupyter disk that survives a restart.
+LAB_TOOLS="${LAB_TOOLS:-/work/.local}"
+case ":$PATH:" in
+  *":$LAB_TOOLS/bin:"*) ;;
+  *) export PATH="$LAB_TOOLS/bin:$PATH" ;;
+esac
+export PYTHONUSERBASE="$LAB_TOOLS"
+export ANSIBLE_CONFIG="$REPO_DIR/ansible/ansible.cfg"
+
+# Your values, typed once. KEY=value lines, read by the Python notebooks too.
+LAB_VALUES="${LAB_VALUES:-$REPO_DIR/lab.env}"
+if [ -f "$LAB_VALUES" ]; then
+  set -a
+  # shellcheck source=/dev/null
+  . "$LAB_VALUES"
+  set +a
+fi
+
+# Notebook 5 fetches the cluster's kubeconfig; until then (and on kind) kubectl keeps its default.
+if [ -f "$REPO_DIR/ansible/k8s/kubeconfig" ]; then
+  export KUBECONFIG="$REPO_DIR/ansible/k8s/kubeconfig"
+fi
+
+# One agent at a fixed socket, so a second notebook or a terminal finds the same agent.
+PRIVATE_KEY="${PRIVATE_KEY:-/work/.ssh/id_rsa}"
+if [ -f "$PRIVATE_KEY" ]; then
+  export SSH_AUTH_SOCK="${LAB_AGENT_SOCK:-$HOME/.ssh/gourmetgram-agent.sock}"
+  ssh-add -l >/dev/null 2>&1
+  if [ $? -eq 2 ]; then  # 2: no agent answers at the socket
+    mkdir -p "$(dirname "$SSH_AUTH_SOCK")"
+    rm -f "$SSH_AUTH_SOCK"
+    eval "$(ssh-agent -a "$SSH_AUTH_SOCK" -s)" >/dev/null
+  fi
+  if ! ssh-add -l 2>/dev/null | grep -qF "$(ssh-keygen -lf "$PRIVATE_KEY" | awk '{print $2}')"; then
+    ssh-add -q "$PRIVATE_KEY"
+  fi
+fi
+
+echo "Lab environment: REPO_DIR=$REPO_DIR" \
+  "FLOATING_IP=${FLOATING_IP:-(not yet: notebook 3)}" \
+  "KUBECONFIG=${KUBECONFIG:-(default)}"
