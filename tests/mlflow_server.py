@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 from app.localserver import free_port
+from tests.ready import wait_ready
 
 
 class MlflowServer:
@@ -38,19 +37,13 @@ class MlflowServer:
         ]
         log = open(self.root / "server.log", "wb")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                log_text = (self.root / "server.log").read_text()
-                raise RuntimeError(f"mlflow server exited: {log_text}")
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"mlflow server did not answer within {timeout}s")
+        try:
+            wait_ready(self.proc, f"{self.uri}/health", timeout, "mlflow server",
+                       lambda: (self.root / "server.log").read_text(errors="replace"))
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         """Terminate the server process."""

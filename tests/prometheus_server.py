@@ -6,7 +6,6 @@ import copy
 import json
 import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import yaml
 
 from app.localserver import free_port
+from tests.ready import wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
 CHART_CONFIG = REPO / "k8s" / "platform" / "files" / "prometheus.yml"
@@ -74,18 +74,12 @@ class PrometheusServer:
              f"--web.listen-address=127.0.0.1:{self.port}"],
             stdout=log, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"prometheus was not ready within {timeout}s:\n{self.log()}")
+        try:
+            wait_ready(self.proc, f"{self.url}/-/ready", timeout, "prometheus", self.log)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def log(self) -> str:
         """What Prometheus printed so far."""
