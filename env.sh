@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The lab's shell environment. Every Bash notebook sources it in its first cell; in a
 # JupyterLab terminal, run:  source /work/mlops-pipeline/env.sh
 #
@@ -17,6 +18,17 @@ case ":$PATH:" in
 esac
 export PYTHONUSERBASE="$LAB_TOOLS"
 export ANSIBLE_CONFIG="$REPO_DIR/ansible/ansible.cfg"
+# The lab's inventory, plus the GPU node when notebook 3 found one in Terraform's output.
+# LAB_INVENTORY replaces both (the kind runs use ansible/inventory-kind.yml).
+if [ -n "${LAB_INVENTORY:-}" ]; then
+  export ANSIBLE_INVENTORY="$LAB_INVENTORY"
+elif [ -f "$REPO_DIR/ansible/inventory-gpu.yml" ]; then
+  export ANSIBLE_INVENTORY="$REPO_DIR/ansible/inventory.yml,$REPO_DIR/ansible/inventory-gpu.yml"
+else
+  export ANSIBLE_INVENTORY="$REPO_DIR/ansible/inventory.yml"
+fi
+# A pipeline such as `curl ... | jq ...` fails when any of its commands fails.
+set -o pipefail
 
 # Your values, typed once. KEY=value lines, read by the Python notebooks too.
 LAB_VALUES="${LAB_VALUES:-$REPO_DIR/lab.env}"
@@ -49,4 +61,5 @@ fi
 
 echo "Lab environment: REPO_DIR=$REPO_DIR" \
   "FLOATING_IP=${FLOATING_IP:-(not yet: notebook 3)}" \
+  "USE_GPU=${USE_GPU:-(not yet: notebook 1)}" \
   "KUBECONFIG=${KUBECONFIG:-(default)}"
