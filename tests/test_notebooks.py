@@ -136,17 +136,56 @@ class TestNotebook:
 ASSIGNMENT = re.compile(r"^(export\s+)?[A-Za-z_]\w*=(\$\{?\w+\}?)?[^`$(]*$")
 
 
+FUNCTION_START = re.compile(r"^[A-Za-z_]\w*\(\)\s*\{$")
+
+
+def logical_lines(source: str) -> list[str]:
+    """The cell's command lines, a quoted string that spans lines joined into one."""
+    lines: list[str] = []
+    buffer = ""
+    for raw in source.splitlines():
+        buffer = f"{buffer}\n{raw}" if buffer else raw
+        try:
+            shlex.split(buffer, comments=True)
+        except ValueError:  # an open quote: the string goes on on the next line
+            continue
+        lines.append(buffer.rstrip())
+        buffer = ""
+    if buffer:
+        lines.append(buffer.rstrip())
+    return [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+
+
 def unchained_commands(source: str) -> list[str]:
-    """Return command lines, other than the last, whose failure would go unnoticed."""
-    lines = [ln.rstrip() for ln in source.splitlines()]
-    commands = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    """Return command lines, other than the last, whose failure would go unnoticed.
+
+    A function definition (``name() {`` to ``}``) runs nothing, so its body is not checked.
+    """
+    commands = []
+    in_function = False
+    for line in logical_lines(source):
+        if in_function:
+            in_function = line.strip() != "}"
+            continue
+        if FUNCTION_START.match(line.strip()):
+            in_function = True
+            continue
+        commands.append(line)
     bad = []
     for line in commands[:-1]:
         stripped = line.strip()
         if stripped.endswith(("&&", "\\", "|", "||")) or ASSIGNMENT.match(stripped):
             continue
-        bad.append(stripped)
+        bad.append(stripped.splitlines()[0])
     return bad
+
+
+def test_unchained_commands_sees_through_quotes_and_function_definitions() -> None:
+    chained = "X=$(jq '.a\n  | .b' f) &&\necho \"$X\""
+    assert unchained_commands(chained) == []
+    assert unchained_commands("f() {\n  false\n  true\n}\necho ok") == []
+    assert unchained_commands("false\necho ok") == ["false"]
+    assert unchained_commands("jq '.a\n| .b' f\necho ok") == ["jq '.a"]
 
 
 def referenced_paths(nb: nbformat.NotebookNode) -> list[str]:
@@ -160,12 +199,13 @@ def referenced_paths(nb: nbformat.NotebookNode) -> list[str]:
             except ValueError:
                 words = line.split()
             for i, word in enumerate(words):
+                from_root = bool(re.match(r"^\$\{?REPO_DIR\}?/", word))
                 word = re.sub(r"^\$\{?REPO_DIR\}?/?", "", word).rstrip(",;)")
                 if i > 0 and words[i - 1] == "cd":
                     if word.split("/")[0] in REPO_DIRS:
                         cwd = Path(word)
                     continue
-                if word.split("/")[0] in REPO_DIRS and "/" in word:
+                if from_root or (word.split("/")[0] in REPO_DIRS and "/" in word):
                     found.append(word)
                 elif re.fullmatch(r"[\w./-]+\.(ya?ml|tf|py|sh|json|template|cfg)", word):
                     found.append(str(cwd / word))
@@ -263,3 +303,46 @@ def test_the_jq_cell_refuses_a_binary_that_does_not_match(tmp_path: Path) -> Non
     assert result.returncode != 0
     assert "FAILED" in result.stdout + result.stderr
     assert not (tmp_path / "bin" / "jq").exists()
+
+
+# ---- every jq program of the notebooks, compiled by the real jq ------------------------------
+JQ_OPTIONS_WITH_TWO_ARGS = {"--arg", "--argjson", "--slurpfile", "--rawfile"}
+
+
+def jq_programs(source: str) -> list[list[str]]:
+    """Each jq call of a bash cell as [options..., program], read the way bash splits it."""
+    calls = []
+    for line in logical_lines(source):
+        words = shlex.split(line.replace("$(", " ").replace(")", " ) "), comments=True)
+        for i, word in enumerate(words):
+            if word != "jq":
+                continue
+            args, j = [], i + 1
+            while j < len(words) and words[j].startswith("-"):
+                take = 3 if words[j] in JQ_OPTIONS_WITH_TWO_ARGS else 1
+                args += words[j:j + take]
+                j += take
+            if j < len(words):
+                calls.append([*args, words[j]])
+    return calls
+
+
+def jq_compile_error(call: list[str]) -> str:
+    """jq's compile error for one call on null input, or '' (a runtime error is fine)."""
+    result = subprocess.run(["jq", "-n", *call], input="", capture_output=True, text=True)
+    return result.stderr if "compile error" in result.stderr or result.returncode == 3 else ""
+
+
+def test_every_jq_program_in_the_notebooks_compiles() -> None:
+    calls = [(p.name, call) for p in NOTEBOOKS if load(p).metadata.kernelspec.name == "bash"
+             for cell in code_cells(load(p)) for call in jq_programs(cell.source)]
+    assert len(calls) >= 15, calls  # notebooks 6-8 read most answers with jq
+    errors = [(name, call[-1], err) for name, call in calls if (err := jq_compile_error(call))]
+    assert errors == []
+
+
+def test_the_jq_check_catches_a_broken_program() -> None:
+    (call,) = jq_programs("X=$(curl -fsS u | jq -er --arg v \"$V\" '.a | select(.b ==')")
+    assert call[:3] == ["-er", "--arg", "v"]
+    assert jq_compile_error(call)
+    assert not jq_compile_error(["-e", ".status.nodes[] | .phase"])

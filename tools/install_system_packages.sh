@@ -8,7 +8,7 @@
 #   registry; tests/test_image_tag.py runs it the same way against a real registry.
 set -euo pipefail
 
-packages=(chromium golang-go golang-github-antonmedv-expr-dev prometheus busybox docker-registry)
+packages=(chromium golang-go golang-github-antonmedv-expr-dev prometheus busybox docker-registry jq)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

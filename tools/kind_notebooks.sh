@@ -60,13 +60,14 @@ step "Installing Argo CD, Argo Workflows and Argo Events with the lab's playbook
 # repository for Argo CD and the image builds (ansible/group_vars/all.yml).
 ansible-playbook -i ansible/inventory-kind.yml ansible/post_k8s/post_k8s_configure.yml
 
-step "Preparing the notebooks with papermill (parameters for kind)"
-# Only notebook 6 runs Ansible, so only it takes the kind inventory.
-papermill --prepare-only notebooks/6_configure_platform.ipynb "$out/6_configure_platform.ipynb" \
-  -p REPO_DIR "$repo" -p FLOATING_IP localhost -p INVENTORY inventory-kind.yml
-for name in 7_lifecycle_part_1 8_lifecycle_part_2; do
-  papermill --prepare-only "notebooks/$name.ipynb" "$out/$name.ipynb" \
-    -p REPO_DIR "$repo" -p FLOATING_IP localhost
+step "Preparing the notebooks with papermill (parameters and values for kind)"
+# env.sh reads the student's values from LAB_VALUES and the inventory from LAB_INVENTORY:
+# on kind, the app and the UIs are on localhost, and Ansible uses the kind inventory.
+export LAB_VALUES="$repo/$out/lab.env"
+export LAB_INVENTORY="$repo/ansible/inventory-kind.yml"
+"$py" tools/lab_env.py set FLOATING_IP=localhost USE_GPU=false
+for name in 6_configure_platform 7_lifecycle_part_1 8_lifecycle_part_2; do
+  papermill --prepare-only "notebooks/$name.ipynb" "$out/$name.ipynb" -p REPO_DIR "$repo"
 done
 
 step "Executing them with nbval (cells tagged chameleon are skipped)"

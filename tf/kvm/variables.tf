@@ -70,7 +70,7 @@ variable "image_name" {
 }
 
 variable "gpu_image_name" {
-  description = "Boot image of the GPU node: the CUDA variant ships the NVIDIA driver and container toolkit"
+  description = "Boot image of the GPU node: the CUDA variant ships the NVIDIA driver (pre_k8s adds the container toolkit)"
   type        = string
   default     = "CC-Ubuntu24.04-CUDA"
 }
