@@ -1,0 +1,102 @@
+"""The lab text as a student and an instructor meet it: length, hand-in, repository address."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import yaml
+
+from tools import word_count
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+INSTRUCTORS = (REPO / "book" / "instructors.md").read_text()
+MARKER = "**Screenshot for the hand-in:**"
+MAX_SCREENSHOTS = 12
+QUESTIONS = "## Questions for the hand-in"
+
+
+def markdown(path: Path) -> list[str]:
+    """The notebook's markdown cells."""
+    nb = nbformat.read(path, as_version=4)
+    return [c.source for c in nb.cells if c.cell_type == "markdown"]
+
+
+def number(path: Path) -> int:
+    """The notebook's number, from its file name."""
+    return int(path.stem.split("_", 1)[0])
+
+
+def test_the_student_prose_fits_one_sitting() -> None:
+    total = sum(word_count.counts().values())
+    assert total <= word_count.MAX_WORDS, f"{total} words of prose; at most {word_count.MAX_WORDS}"
+
+
+def test_prose_words_leave_out_fenced_code() -> None:
+    cell = "Run this:\n\n```bash\nmake sample-data train serve\n```\n\nthen `make test`."
+    assert word_count.prose_words(cell) == 5
+
+
+def screenshots() -> list[tuple[int, int]]:
+    """Each numbered hand-in screenshot as (notebook, number), in the order of the lab."""
+    shots = []
+    for path in NOTEBOOKS:
+        for source in markdown(path):
+            for paragraph in source.split("\n\n"):
+                if MARKER in paragraph:
+                    text = paragraph.split(MARKER, 1)[1]
+                    found = [int(n) for n in re.findall(r"\((\d+)\)", text)]
+                    assert found, f"{path.name}: a marker without a numbered screenshot"
+                    shots += [(number(path), n) for n in found]
+    return shots
+
+
+def test_hand_in_screenshots_are_numbered_once_and_at_most_twelve() -> None:
+    shots = screenshots()
+    assert [n for _, n in shots] == list(range(1, len(shots) + 1))
+    assert 1 <= len(shots) <= MAX_SCREENSHOTS
+
+
+def test_no_screenshot_is_asked_for_without_the_marker() -> None:
+    for path in NOTEBOOKS:
+        for source in markdown(path):
+            assert not re.search(r"take (a|two) screenshots?", source, re.I), path.name
+
+
+def test_instructors_list_every_hand_in_screenshot() -> None:
+    rows = re.findall(r"^\| (\d+) \| (\d+) \|", INSTRUCTORS, re.M)
+    assert [(int(nb), int(n)) for n, nb in rows] == screenshots()
+
+
+def questions(path: Path) -> list[str]:
+    """The numbered questions of the notebook's hand-in cell."""
+    cells = [s for s in markdown(path) if QUESTIONS in s]
+    assert len(cells) == 1, f"{path.name}: one cell with {QUESTIONS!r}"
+    section = cells[0].split(QUESTIONS, 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^(\d+)\. ", section, re.M)
+
+
+def test_each_lifecycle_notebook_asks_three_or_four_questions_with_answers() -> None:
+    for path in NOTEBOOKS:
+        if number(path) not in (7, 8):
+            assert not any(QUESTIONS in s for s in markdown(path)), path.name
+            continue
+        found = questions(path)
+        assert 3 <= len(found) <= 4 and found == [str(i) for i in range(1, len(found) + 1)]
+        for n in found:
+            label = f"{number(path)}.{n}"
+            assert f"- **{label}**" in INSTRUCTORS, f"no answer notes for question {label}"
+
+
+def test_the_repository_address_has_one_source() -> None:
+    url = yaml.safe_load((REPO / "versions.yml").read_text())["repo_url"]
+    assert url.endswith(".git")
+    book = yaml.safe_load((REPO / "_config.yml").read_text())["repository"]["url"]
+    assert f"{book}.git" == url, "_config.yml repository.url differs from versions.yml repo_url"
+    intro = (REPO / "snippets" / "0_intro.md").read_text()
+    (default,) = re.findall(r'^REPO_URL = "([^"]+)"', intro, re.M)
+    assert default == url, "notebook 0's REPO_URL differs from versions.yml repo_url"
+    pulls = re.findall(r"git-pull\?repo=([^&\s`]+)", intro)
+    assert pulls and all(f"{p}.git" == url for p in pulls)
