@@ -1,4 +1,12 @@
-"""The Helm charts of k8s/: lint, render, schema-validate and policy-check every environment."""
+"""The Helm charts of k8s/: lint, render, schema-validate and policy-check every environment.
+
+Built-in kinds are validated with kubernetes-validate (--strict). Gateway API kinds are CRDs:
+tests/gateway_api.py validates them against the committed CRD schemas of the pinned release
+(tests/schemas/gateway-api/), strictly (an unknown field is an error), with the schema's
+defaults applied and every CEL rule (x-kubernetes-validations) evaluated by cel-python.
+Left to the API server in the kind job: CEL cost limits, and the transition rules (those
+that read oldSelf, such as GatewayClass's immutable controllerName), which apply to updates.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests import gateway_api
 from tests.k8s_render import (
     APPLICATIONS,
     ENVIRONMENTS,
@@ -76,9 +85,26 @@ def test_kubernetes_validate_knows_the_pinned_minor() -> None:
     assert any(v.startswith(kube_version() + ".") for v in known), known
 
 
-# Gateway API kinds have no schema in kubernetes-validate (they are CRDs); their fields
-# are checked by tests/test_monitoring.py.
+# Gateway API kinds are CRDs, which kubernetes-validate does not know: tests/gateway_api.py
+# checks them against the committed schemas of gateway_api_version (versions.yml).
 GATEWAY_API = "gateway.networking.k8s.io/"
+# What the charts render of the Gateway API, each kind in one served version.
+GATEWAY_API_KINDS = {
+    ("gateway.networking.k8s.io/v1", "GatewayClass"),
+    ("gateway.networking.k8s.io/v1", "Gateway"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant"),
+}
+
+
+def validate_object(obj: dict[str, Any]) -> None:
+    """Validate one rendered object strictly, as the API server would; raise on any problem."""
+    if obj["apiVersion"].startswith(GATEWAY_API):
+        gateway_api.validate(obj, kube_version())
+        return
+    # --strict: an unknown or misspelled field is an error, not a silent no-op.
+    checked = kubernetes_validate.validate(obj, kube_version(), strict=True)
+    assert checked == kube_version(), f"{obj['kind']} validated against {checked}"
 
 
 @pytest.mark.parametrize(("app", "flavour"), CASE_IDS)
@@ -86,12 +112,110 @@ def test_rendered_objects_match_the_kubernetes_schema(app: str, flavour: str) ->
     objects = render(case(app, flavour))
     assert objects
     for obj in objects:
-        if obj["apiVersion"].startswith(GATEWAY_API):
-            assert obj["kind"] in {"GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"}
-            continue
-        # --strict: an unknown or misspelled field is an error, not a silent no-op.
-        checked = kubernetes_validate.validate(obj, kube_version(), strict=True)
-        assert checked == kube_version(), f"{obj['kind']} validated against {checked}"
+        validate_object(obj)
+
+
+def test_every_rendered_gateway_api_kind_has_its_schema() -> None:
+    rendered = {
+        (o["apiVersion"], o["kind"])
+        for app, flavour in CASE_IDS
+        for o in render(case(app, flavour))
+        if o["apiVersion"].startswith(GATEWAY_API)
+    }
+    assert rendered == GATEWAY_API_KINDS
+    for api_version, kind in rendered:
+        assert gateway_api.schema_path(api_version, kind).is_file(), (api_version, kind)
+
+
+def test_gateway_api_schemas_are_of_the_pinned_release() -> None:
+    assert versions()["gateway_api_version"] == gateway_api.RELEASE
+
+
+def live_objects() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The live HTTPRoute and Gateway of the platform render (copies to break)."""
+    objects = render(case("platform", "cloud"))
+    return find(objects, "HTTPRoute", "gourmetgram-live"), find(objects, "Gateway",
+                                                                 "gourmetgram-live")
+
+
+def misspell_backend_refs(route: dict[str, Any]) -> None:
+    """backendRef for backendRefs."""
+    rule = route["spec"]["rules"][0]
+    rule["backendRef"] = rule.pop("backendRefs")
+
+
+def weight_as_string(route: dict[str, Any]) -> None:
+    """A weight of "90" (a YAML string) instead of 90."""
+    route["spec"]["rules"][0]["backendRefs"][0]["weight"] = "90"
+
+
+def relative_path(route: dict[str, Any]) -> None:
+    """A PathPrefix match on a path without its leading slash (a CEL rule of the CRD)."""
+    route["spec"]["rules"][0]["matches"][0]["path"]["value"] = "predict"
+
+
+def redirect_and_backends(route: dict[str, Any]) -> None:
+    """A RequestRedirect filter in a rule that also has backendRefs (a CEL rule of the CRD)."""
+    route["spec"]["rules"][0]["filters"] = [
+        {"type": "RequestRedirect", "requestRedirect": {"scheme": "https"}}]
+
+
+def backend_without_port(route: dict[str, Any]) -> None:
+    """A Service backend without its port (a CEL rule, after kind defaults to Service)."""
+    del route["spec"]["rules"][0]["backendRefs"][1]["port"]
+
+
+@pytest.mark.parametrize(
+    ("breaks", "message"),
+    [
+        (misspell_backend_refs, r"\.spec\.rules\[0\]: .*'backendRef' was unexpected"),
+        (weight_as_string, r"backendRefs\[0\]\.weight: '90' is not of type 'integer'"),
+        (relative_path, "value must be an absolute path and start with '/'"),
+        (redirect_and_backends, "RequestRedirect filter must not be used together with backend"),
+        (backend_without_port, r"backendRefs\[1\]: Must have port for Service reference"),
+    ],
+)
+def test_gateway_api_validation_refuses_a_broken_route(breaks, message: str) -> None:
+    route, _ = live_objects()
+    gateway_api.validate(route, kube_version())
+    breaks(route)
+    with pytest.raises(gateway_api.GatewayAPIError, match=message):
+        validate_object(route)
+
+
+def test_gateway_api_validation_refuses_a_broken_gateway() -> None:
+    _, gateway = live_objects()
+    listener = gateway["spec"]["listeners"][0]
+    gateway["spec"]["listeners"].append(dict(listener))
+    with pytest.raises(gateway_api.GatewayAPIError, match="Listener name must be unique"):
+        validate_object(gateway)
+    del gateway["spec"]["listeners"][1]
+    listener["protocoll"] = "HTTP"
+    with pytest.raises(gateway_api.GatewayAPIError, match="'protocoll' was unexpected"):
+        validate_object(gateway)
+
+
+UNKNOWN_GATEWAY_API = gateway_api.GatewayAPIError, "no committed Gateway API schema"
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind", "refusal"),
+    [
+        ("gateway.networking.k8s.io/v1", "HTTPRoutes", UNKNOWN_GATEWAY_API),
+        ("gateway.networking.k8s.io/v1", "GRPCRoute", UNKNOWN_GATEWAY_API),
+        # Served by the CRD, but no chart renders it and no schema of it is committed.
+        ("gateway.networking.k8s.io/v1beta1", "HTTPRoute", UNKNOWN_GATEWAY_API),
+        ("apps/v1", "Deploymnt", (kubernetes_validate.SchemaNotFoundError, None)),
+    ],
+)
+def test_a_render_with_an_unknown_kind_fails(api_version: str, kind: str, refusal) -> None:
+    route, _ = live_objects()
+    objects = [*render(case("platform", "cloud")), {**route, "apiVersion": api_version,
+                                                     "kind": kind}]
+    error, message = refusal
+    with pytest.raises(error, match=message):
+        for obj in objects:
+            validate_object(obj)
 
 
 def test_schema_validation_catches_a_misspelled_field() -> None:
