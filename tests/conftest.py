@@ -50,17 +50,21 @@ def trained_models(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) 
 
     Both get the full default schedule: "normal" and "bad-architecture" must each pass the
     evaluation suite (bad-architecture fails only when the app serves it one photo at a time).
+    "slow" is the trained normal model after make_slow, as train_scenario("slow") makes it.
     """
-    from config import load_config
-    from model import save_for_serving
+    import config
+    from model import TORCH_FILE, load_torch_model, make_slow, save_for_serving
     from trainer import train_scenario
 
     out = tmp_path_factory.mktemp("models")
     paths = {}
     for scenario, version in (("normal", "1"), ("bad-architecture", "2")):
-        cfg = load_config({"data_dir": str(sample_data), "weights": "none"}, env={})
+        cfg = config.load_config({"data_dir": str(sample_data), "weights": "none"}, env={})
         model = train_scenario(scenario, cfg)
         paths[scenario] = save_for_serving(model, out / scenario, version)
+    slow = make_slow(load_torch_model(paths["normal"].with_name(TORCH_FILE)),
+                     config.SLOW_EXTRA_LAYERS)
+    paths["slow"] = save_for_serving(slow, out / "slow", "3")
     return paths
 
 

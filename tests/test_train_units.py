@@ -20,6 +20,7 @@ from model import (
     export_onnx,
     load_torch_model,
     make_oversized,
+    make_slow,
     parameter_bytes,
     save_for_serving,
 )
@@ -147,7 +148,7 @@ def test_normal_model_has_the_serving_attributes_and_head():
 
 
 def test_unknown_scenario_is_refused():
-    """Only the three documented scenarios exist."""
+    """Only the documented scenarios exist."""
     with pytest.raises(ValueError, match="unknown scenario"):
         build_model("tiny")
 
@@ -187,6 +188,78 @@ def test_make_oversized_needs_the_normal_head(trained_models):
     """The bad-architecture head cannot be widened exactly; say so."""
     with pytest.raises(ValueError, match="Linear\\(1280, 11\\)"):
         make_oversized(build_model("bad-architecture"), 10**6)
+
+
+def conv_macs(onnx_path: Path) -> tuple[int, int]:
+    """(Conv nodes, multiply-accumulates of all Conv nodes for one image) of an ONNX graph.
+
+    A Conv computes, for each output element, one product per weight of an output channel:
+    MACs = output elements (channels x height x width) x weight elements per output channel.
+    """
+    import math
+
+    import onnx
+
+    graph = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path))).graph
+    # Shapes of every tensor: inferred ones, and the initializers' (the exporter stores equal
+    # weights once and hands them to the other Convs through Identity nodes).
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*graph.value_info, *graph.output]}
+    shapes |= {t.name: list(t.dims) for t in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    macs = 0
+    for node in convs:
+        out_shape, weight = shapes[node.output[0]][1:], shapes[node.input[1]]
+        assert all(out_shape) and len(weight) == 4, (node.name, out_shape, weight)
+        macs += math.prod(out_shape) * math.prod(weight[1:])
+    return len(convs), macs
+
+
+def test_slow_model_predicts_the_same_with_many_times_the_compute(
+    trained_models, sample_data: Path
+):
+    """make_slow: SLOW_EXTRA_LAYERS more convolutions, same logits, >= 20x the Conv MACs."""
+    import numpy as np
+    from evaluate import load_onnx
+
+    images, _ = next(iter(DataLoader(Food11Folder(sample_data / "evaluation", eval_transform()),
+                                     batch_size=110)))
+    normal = load_torch_model(trained_models["normal"].with_name(TORCH_FILE))
+    slow = load_torch_model(trained_models["slow"].with_name(TORCH_FILE))
+    with torch.no_grad():
+        expected, got = normal(images), slow(images)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    served = load_onnx(trained_models["slow"])(images.numpy())
+    tolerance = config.TrainConfig().max_logit_diff  # the evaluation suite's parity gate
+    assert np.abs(served - expected.numpy()).max() <= tolerance
+    assert (served.argmax(1) == expected.argmax(1).numpy()).all()
+
+    convs = [sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+             for model in (normal, slow)]
+    assert convs[1] - convs[0] == config.SLOW_EXTRA_LAYERS
+    (normal_convs, normal_macs), (slow_convs, slow_macs) = map(
+        conv_macs, (trained_models["normal"], trained_models["slow"]))
+    assert slow_convs - normal_convs == config.SLOW_EXTRA_LAYERS
+    assert slow_macs >= 20 * normal_macs, (slow_macs, normal_macs)
+    assert slow.class_names == normal.class_names and slow.input_size == normal.input_size
+
+
+def test_conv_macs_counts_a_known_convolution(tmp_path: Path):
+    """One Conv2d(3, 8, 3, stride 2) on 8x8 pixels: 8 x 4 x 4 outputs x 3 x 3 x 3 weights."""
+    net = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+    torch.onnx.export(net, (torch.zeros(1, 3, 8, 8),), str(tmp_path / "c.onnx"), dynamo=False,
+                      input_names=["image"], dynamic_axes={"image": {0: "batch"}})
+    assert conv_macs(tmp_path / "c.onnx") == (1, 8 * 4 * 4 * 27)
+
+
+def test_make_slow_needs_32_channels_out_of_the_first_block():
+    """A first block of another width cannot take the 32-channel identity layers; say so."""
+    model = build_model("normal")
+    model.features[0] = torch.nn.Conv2d(3, 16, 3)
+    with pytest.raises(ValueError, match="features\\[0\\] with 32 output channels"):
+        make_slow(model, 4)
+    with pytest.raises(ValueError, match="at least one layer"):
+        make_slow(build_model("normal"), 0)
 
 
 def test_save_for_serving_writes_onnx_with_metadata_and_the_pytorch_model(tmp_path: Path):

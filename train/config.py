@@ -26,7 +26,7 @@ from app.food11 import IMAGE_SIZE  # noqa: E402
 MODEL_NAME = "GourmetGramFood11Model"
 EXPERIMENT_NAME = "gourmetgram-food11"
 DEV_ALIAS = "development"
-SCENARIOS: tuple[str, ...] = ("normal", "bad-architecture", "oversized")
+SCENARIOS: tuple[str, ...] = ("normal", "bad-architecture", "oversized", "slow")
 DEFAULT_VERSION_FILE = Path("/tmp/model_version")
 
 # Where MLflow lives when MLFLOW_TRACKING_URI is unset: SQLite + artifacts under the repo.
@@ -36,6 +36,22 @@ LOCAL_MLRUNS = Path(os.environ.get("GOURMETGRAM_MLRUNS", REPO_ROOT / "mlruns"))
 # The `oversized` scenario builds a model whose weights alone exceed it.
 SERVING_MEMORY_LIMIT = "1Gi"
 OVERSIZE_FACTOR = 1.25
+
+# The `slow` scenario inserts this many identity 3x3 convolutions (model.make_slow) after
+# MobileNetV2's first block: same predictions, more compute, so that only the canary gate's
+# live p95 rule (train/canary.py) refuses it. At 64 px each costs ~0.18 ms in ONNX Runtime on
+# one thread on the project's 2-core test machine: the slow model takes ~68 ms a photo, the
+# normal one ~1 ms. The Chameleon nodes (2 vCPUs) may be 1.5-2x slower: ~100-140 ms, which
+# still passes
+# - the offline latency budget (TrainConfig.latency_budget_ms, 250 ms for one image), and
+# - the staging load test (app/staging_tests.py: p95 <= 1000 ms at concurrency 4 against one
+#   worker on one CPU, so about 4 x 140 ms with the queueing),
+# while the canary's p95 is far above production's x 1.25 + 50 ms (Thresholds in canary.py;
+# production's p95, decoding included, is a few tens of ms: 22 ms in tests/test_canary_gate.py).
+# Many more layers would fail staging; far fewer would hide in the gate's slack. At 224 px
+# (data set food11) each layer costs ~12x more (~830 ms a photo) and the slow model fails the
+# offline latency budget instead (train/README.md).
+SLOW_EXTRA_LAYERS = 384
 
 # Memory peaks of the workflow steps that run Python, measured on the sample set: anonymous
 # memory (+ shmem) of the step's whole process tree in its own memory cgroup, as a pod's

@@ -23,6 +23,7 @@ from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 from app.food11 import CLASS_NAMES, IMAGE_SIZE
 
 FEATURES = 1280  # channels of MobileNetV2's last feature map
+SLOW_CHANNELS = 32  # channels out of MobileNetV2's first block, where make_slow inserts
 ONNX_FILE, TORCH_FILE, VERSIONS_FILE = "model.onnx", "model.pth", "versions.txt"
 # Keys of the ONNX model's metadata_props that the app reads (see CONTRIBUTING.md).
 META_CLASS_NAMES, META_INPUT_SIZE = "class_names", "input_size"
@@ -81,7 +82,7 @@ def _label(model: nn.Module, input_size: int) -> nn.Module:
 def build_model(
     scenario: str = "normal", pretrained: bool = False, image_size: int = IMAGE_SIZE
 ) -> nn.Module:
-    """Build the untrained model of a scenario (oversized starts as normal; see make_oversized)."""
+    """Build the untrained model of a scenario (oversized and slow start as normal)."""
     if scenario not in config.SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {config.SCENARIOS}")
     net = _backbone(pretrained)
@@ -126,6 +127,34 @@ def make_oversized(model: nn.Module, limit_bytes: int) -> nn.Module:
         narrow.weight[:, :FEATURES].copy_(old.weight)
         narrow.bias.copy_(old.bias)
     model.classifier = nn.Sequential(*list(model.classifier)[:-1], widen, narrow)
+    return model
+
+
+def identity_conv(channels: int) -> nn.Conv2d:
+    """A 3x3 convolution that copies its input: weight[i, i, 1, 1] = 1, zeros elsewhere."""
+    conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[range(channels), range(channels), 1, 1] = 1.0
+    return conv
+
+
+def make_slow(model: nn.Module, layers: int) -> nn.Module:
+    """Insert `layers` exact identity convolutions after the first block of the network.
+
+    MobileNetV2's features[0] (Conv, BatchNorm, ReLU6) outputs 32 channels at half the input
+    size; each inserted Conv2d(32, 32, 3) copies that map, so the logits stay the same and
+    only the compute grows (see SLOW_EXTRA_LAYERS in config.py for the figures).
+    """
+    if layers < 1:
+        raise ValueError(f"make_slow needs at least one layer, got {layers}")
+    first = model.features[0]
+    convs = [m for m in first.modules() if isinstance(m, nn.Conv2d)]
+    if not convs or convs[-1].out_channels != SLOW_CHANNELS:
+        raise ValueError(f"make_slow needs MobileNetV2's features[0] with {SLOW_CHANNELS} "
+                         "output channels")
+    extra = [identity_conv(SLOW_CHANNELS) for _ in range(layers)]
+    model.features[0] = nn.Sequential(first, *extra)
     return model
 
 

@@ -11,7 +11,7 @@ import config
 import torch
 from config import TrainConfig
 from dataset import make_loader
-from model import build_model, make_oversized, resolve_weights
+from model import build_model, make_oversized, make_slow, resolve_weights
 from torch import nn
 from transforms import eval_transform, train_transform
 
@@ -140,7 +140,7 @@ def fit(
 def train_scenario(
     scenario: str, cfg: TrainConfig, on_epoch: EpochCallback | None = None
 ) -> nn.Module:
-    """Build, train and (for oversized) widen the model of a scenario."""
+    """Build and train the model of a scenario; widen it (oversized) or slow it down (slow)."""
     pretrained = resolve_weights(cfg.weights)
     model = build_model(scenario, pretrained=pretrained, image_size=cfg.image_size)
     model.pretrained = pretrained
@@ -148,4 +148,6 @@ def train_scenario(
     model = fit(model, cfg.data_dir, cfg, on_epoch)
     if scenario == "oversized":
         model = make_oversized(model, config.parse_quantity(config.SERVING_MEMORY_LIMIT))
+    elif scenario == "slow":
+        model = make_slow(model, config.SLOW_EXTRA_LAYERS)
     return model
