@@ -8,6 +8,7 @@ keeps every worker's values in memory-mapped files that /metrics adds up.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -44,6 +45,17 @@ MODEL_INFO = Gauge(
 )
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def start_class_counts(names: Iterable[str]) -> None:
+    """Create each class's prediction counter at 0 before the first request.
+
+    A series that appears with its first increment loses that increment to increase() and
+    rate(), which count from a series' first sample. Present from the start at 0, every
+    class's predictions are counted, so the canary gate's class shares compare like with like.
+    """
+    for name in names:
+        PREDICTIONS.labels(food_class=name)
 
 
 def render() -> bytes:

@@ -59,6 +59,7 @@ def create_app(config: Config, predictor: Predictor | None = None) -> Flask:
     sample = sample_file(CLASS_NAMES[0])
     sample_bytes = sample.read_bytes() if sample.is_file() else None
     metrics.MODEL_INFO.labels(model_version=version or "unknown").set(1)
+    metrics.start_class_counts(CLASS_NAMES)  # the model's classes (Predictor checks them)
     log.info("model %s loaded from %s and warmed up", version or "(no version)", config.model_path)
 
     app = Flask(__name__)

@@ -22,6 +22,7 @@ from PIL import Image
 from torchvision import transforms as tv
 from transforms import eval_transform, train_transform
 
+from app import metrics
 from app.config import Config, sample_file
 from app.food11 import CLASS_NAMES, IMAGE_SIZE, MEAN, STD, preprocess
 from app.images import decode_image
@@ -218,6 +219,15 @@ def test_metrics_count_requests_latency_classes_and_version(client: FlaskClient)
     latency = "gourmetgram_http_request_duration_seconds_count"
     assert delta(latency, endpoint="/predict") == 2
     assert metric_value(after, "gourmetgram_model_info", model_version=VERSION) == 1
+
+
+def test_metrics_list_every_class_at_zero_before_any_prediction(config: Config) -> None:
+    """Each class's series exists from the start, so increase() counts its first prediction."""
+    metrics.PREDICTIONS.clear()  # forget the series other tests' predictions created
+    text = create_app(config).test_client().get("/metrics").get_data(as_text=True)
+    listed = dict(re.findall(r'^gourmetgram_predictions_total\{food_class="([^"]+)"\} (\S+)$',
+                             text, flags=re.MULTILINE))
+    assert listed == {name: "0.0" for name in CLASS_NAMES}
 
 
 @pytest.mark.parametrize(
