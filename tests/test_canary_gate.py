@@ -2,10 +2,12 @@
 
 One Prometheus (Debian's) runs the platform chart's scrape job, with pod discovery swapped
 for a targets file carrying the labels Kubernetes would set, so environment and version
-come from the chart's relabel rules. It scrapes five real gunicorn apps on loopback:
-production (version 1) and four canaries: healthy (2), one that answers 500 (3) and one
-that is slow (4), both through the test-only tests/faulty_app.py inside Flask, and one that
-predicts one class for every photo (5). The tests' own bounded load drives them all at once.
+come from the chart's relabel rules. It scrapes six real gunicorn apps on loopback:
+production (version 1) and five canaries: healthy (2), one that answers 500 (3) and one
+that is slow (4), both through the test-only tests/faulty_app.py inside Flask, one that
+predicts one class for every photo (5), and one serving the `slow` training scenario's model
+(6; same predictions, make_slow's extra convolutions). The tests' own bounded load drives
+them all at once.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ REQUESTS_EACH = 90  # per app; the gate below needs MIN_REQUESTS of them
 MIN_REQUESTS = 60
 SLOW_DELAY_S = 0.15
 WINDOW = "5m"
-VERSIONS = {"production": "1", "healthy": "2", "errors": "3", "slow": "4", "skewed": "5"}
+VERSIONS = {"production": "1", "healthy": "2", "errors": "3", "slow": "4", "skewed": "5",
+            "slow-model": "6"}
 # The two canaries that misbehave in the server rather than in the model (tests/faulty_app.py).
 FAULTS = {"errors": {"wsgi": "tests.faulty_app:app", "FAULTY_APP_FAIL": "1"},
           "slow": {"wsgi": "tests.faulty_app:app", "FAULTY_APP_DELAY_S": str(SLOW_DELAY_S)}}
@@ -59,7 +62,7 @@ def relabelled(model_path: Path, out: Path, version: str) -> Path:
 @pytest.fixture(scope="module")
 def live(trained_models: dict[str, Path], sample_data: Path,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """The five apps and Prometheus, after the load has run and been scraped."""
+    """The six apps and Prometheus, after the load has run and been scraped."""
     root = tmp_path_factory.mktemp("canary")
     normal = trained_models["normal"]
     models = {
@@ -68,6 +71,8 @@ def live(trained_models: dict[str, Path], sample_data: Path,
         "errors": relabelled(normal, root / "errors", VERSIONS["errors"]),
         "slow": relabelled(normal, root / "slow", VERSIONS["slow"]),
         "skewed": one_class_model(normal, root / "skewed", VERSIONS["skewed"]),
+        "slow-model": relabelled(trained_models["slow"], root / "slow-model",
+                                 VERSIONS["slow-model"]),
     }
     servers = {}
     for name, path in models.items():
@@ -102,7 +107,7 @@ def live(trained_models: dict[str, Path], sample_data: Path,
         targets_file.write_text(json.dumps(targets))
         prometheus = PrometheusServer(root / "prometheus", loopback_config(targets_file)).start()
         wait_for(lambda: len([t for t in prometheus.active_targets() if t["health"] == "up"])
-                 == len(servers), 20, "all five apps scraped")
+                 == len(servers), 20, "all six apps scraped")
         # Validation photos of the synthetic set: the normal model gets most of them right,
         # so production's predictions spread over the classes.
         images = [(p.name, p.read_bytes())
@@ -195,6 +200,23 @@ def test_gate_refuses_a_slow_canary(live: dict) -> None:
     code, message = gate(live, VERSIONS["slow"])
     assert code == canary.REFUSED
     assert refusals(message) == ["p95 latency"], message
+
+
+def test_gate_refuses_the_slow_scenarios_model(live: dict) -> None:
+    """The `slow` model passes every offline gate; live, only the p95 rule refuses it."""
+    code, message = gate(live, VERSIONS["slow-model"])
+    assert code == canary.REFUSED
+    assert refusals(message) == ["p95 latency"], message
+    limits = canary.Thresholds()
+    figures = re.search(
+        r"p95 latency: canary ([\d.]+) s > production ([\d.]+) s x "
+        rf"{re.escape(f'{limits.p95_ratio:g}')} \+ {re.escape(f'{limits.p95_slack_s:g}')} s "
+        r"= ([\d.]+) s", message)
+    assert figures, message
+    slow_p95, production_p95, limit = map(float, figures.groups())
+    assert limit == pytest.approx(production_p95 * limits.p95_ratio + limits.p95_slack_s,
+                                  abs=2e-3)
+    assert slow_p95 > limit, message
 
 
 def test_gate_refuses_a_canary_that_predicts_differently(live: dict) -> None:
