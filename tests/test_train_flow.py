@@ -107,6 +107,33 @@ def test_oversized_run_registers_a_model_heavier_than_the_serving_limit(
     assert run.data.metrics["tests_failed"] == 0
 
 
+def test_slow_run_registers_a_model_that_passes_every_offline_gate(
+    repo, sample_data, mlflow_server, tmp_path
+):
+    """The slow flow passes offline evaluation, its real latency budget included: registered."""
+    from model import SLOW_CHANNELS, build_model, parameter_bytes
+
+    vfile = tmp_path / "model_version"
+    client = MlflowClient(mlflow_server.uri)
+    before = versions(client)
+    # 5 images per class and split: the same gates, a third less time than the whole set.
+    proc = run_flow(repo, sample_data, mlflow_server.uri, vfile, "slow", *QUICK, "--subset", "5")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert vfile.read_text() not in ("", *before) and versions(client) - before == {
+        vfile.read_text()}
+    mv = client.get_model_version_by_alias(MODEL, ALIAS)
+    assert mv.version == vfile.read_text() and mv.tags["scenario"] == "slow"
+    run = client.get_run(run_id(proc.stdout))
+    metrics = run.data.metrics
+    assert metrics["tests_failed"] == 0 and metrics["tests_passed"] == metrics["tests_total"]
+    assert run.data.tags["evaluation"] == "passed"
+    assert "test_single_image_cpu_latency PASSED" in proc.stdout, proc.stdout[-3000:]
+    assert 0 < metrics["latency_ms"] <= config.TrainConfig().latency_budget_ms
+    # The identity layers' weights: the registered model is the slowed one.
+    extra = config.SLOW_EXTRA_LAYERS * SLOW_CHANNELS * SLOW_CHANNELS * 3 * 3 * 4
+    assert metrics["parameter_bytes"] == parameter_bytes(build_model("normal")) + extra
+
+
 def test_unreachable_mlflow_fails_fast_with_one_line(repo, sample_data, tmp_path):
     """A closed port: exit 3, a single error line, no training, empty version file."""
     vfile = tmp_path / "model_version"
