@@ -21,7 +21,7 @@ import config
 
 STAGES = {
     "load_data": "check dataset, reach MLflow",
-    "train": "build + train (+ widen for oversized)",
+    "train": "build + train (+ widen for oversized, + layers for slow)",
     "evaluate": "pytest evaluation suite",
     "log_register": "log metrics and model, register",
 }
