@@ -1,6 +1,7 @@
 """GourmetGram training pipeline: data -> train -> export ONNX -> evaluate -> MLflow -> register.
 
-    python flow.py [normal|bad-architecture|oversized|slow] [--version-file PATH] [--head-epochs N ...]
+    python flow.py [normal|bad-architecture|oversized|slow] [--version-file PATH]
+                   [--head-epochs N ...]
 
 The new model version goes to the version file only if every evaluation test passed; after
 a failed evaluation the file is empty, so the Argo workflow skips the image build.
