@@ -22,7 +22,7 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/train
 export MPLBACKEND := Agg
 
 .PHONY: all setup notebooks book test test-notebooks test-notebooks-kind lint \
-	sample-data train serve bench-train bench-serve words clean
+	sample-data train serve bench-train bench-serve screenshots words clean
 
 all: setup notebooks book ## Install everything if needed, then build the notebooks and the book
 
@@ -93,6 +93,10 @@ bench-train: sample-data ## Time the training pipeline end to end and per stage
 
 bench-serve: $(STAMP) ## Measure serving throughput and latency against the compute bound
 	$(PY) -m app.bench
+
+# Not part of `make test` (a few minutes): the test only checks the committed images.
+screenshots: sample-data ## Retake the book's reference screenshots from a real local run
+	$(PY) tools/screenshots.py --data-dir $(SAMPLE_DATA)
 
 clean: ## Remove build outputs (keeps .venv)
 	rm -rf _build build

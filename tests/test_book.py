@@ -92,3 +92,22 @@ def test_site_in_a_browser_shows_every_chapter_and_diagram(site: Path) -> None:
         browser.close()
     drawn = {p.name for p in (REPO / "snippets" / "images").glob("*.svg")}
     assert drawn and drawn <= seen, f"diagrams never shown in the book: {drawn - seen}"
+
+
+def test_reference_page_shows_every_screenshot(site: Path) -> None:
+    """book/reference.md: each committed screenshot loads in the browser, with a caption."""
+    shots = {p.name for p in (REPO / "book" / "images" / "reference").glob("*.png")}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto((site / "book" / "reference.html").as_uri())
+        figures = page.eval_on_selector_all(
+            "article figure",
+            "fs => fs.map(f => [f.querySelector('img').getAttribute('src'),"
+            " f.querySelector('img').complete && f.querySelector('img').naturalWidth > 0,"
+            " (f.querySelector('figcaption') || {innerText: ''}).innerText.trim()])",
+        )
+        browser.close()
+    assert shots and {Path(src).name for src, _, _ in figures} == shots
+    assert [src for src, loaded, _ in figures if not loaded] == []
+    assert all(caption for _, _, caption in figures), figures
