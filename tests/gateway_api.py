@@ -35,9 +35,9 @@ import jsonschema
 import kubernetes_validate
 from celpy import celtypes
 
-REPO = Path(__file__).resolve().parent.parent
-SCHEMAS = REPO / "tests" / "schemas" / "gateway-api"
-GROUP = "gateway.networking.k8s.io"
+from tools.gateway_api_schemas import GROUP
+from tools.gateway_api_schemas import OUT as SCHEMAS
+
 # The Gateway API release the committed schemas are of (gateway_api_version in versions.yml).
 # They were taken from the v1.4.0-rc.2 standard install: v1.4.0 changed no API after rc.2
 # (its changelog lists one conformance-test fix), so the schemas are those of v1.4.0.

@@ -12,14 +12,11 @@ import pytest
 import yaml
 from playwright.sync_api import sync_playwright
 
+from tools.screenshots import CHROMIUM_ARGS, OUT
+
 REPO = Path(__file__).resolve().parent.parent
 SITE = REPO / "_build" / "html"
 SCREENSHOT = REPO / "_build" / "book-screenshot.png"
-# Flags that keep Chromium off the network and working as root in a container.
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 
 
 def chapters() -> list[str]:
@@ -96,7 +93,7 @@ def test_site_in_a_browser_shows_every_chapter_and_diagram(site: Path) -> None:
 
 def test_reference_page_shows_every_screenshot(site: Path) -> None:
     """book/reference.md: each committed screenshot loads in the browser, with a caption."""
-    shots = {p.name for p in (REPO / "book" / "images" / "reference").glob("*.png")}
+    shots = {p.name for p in OUT.glob("*.png")}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})

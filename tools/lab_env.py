@@ -83,10 +83,8 @@ def gpu_inventories(private_ips: dict[str, str]) -> dict[Path, str]:
     address = private_ips.get(GPU_NODE)
     note = "# Written by tools/lab_env.py from Terraform's private_ips output; never committed.\n"
     if address is None:
-        return {
-            LAB_GPU_INVENTORY: note + "# No gpu-node in this deployment.\nall: {}\n",
-            KUBESPRAY_GPU_INVENTORY: note + "# No gpu-node in this deployment.\nall: {}\n",
-        }
+        empty = note + "# No gpu-node in this deployment.\nall: {}\n"
+        return {LAB_GPU_INVENTORY: empty, KUBESPRAY_GPU_INVENTORY: empty}
     lab = (f"{note}all:\n  children:\n    nodes:\n      children:\n        gpu:\n"
            f"          hosts:\n            {GPU_NODE}:\n              ansible_host: {address}\n")
     kubespray = (f"{note}all:\n  children:\n    gpu:\n      hosts:\n        {GPU_NODE}:\n"

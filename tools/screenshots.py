@@ -47,8 +47,8 @@ WINDOW = {"width": 1280, "height": 800}
 FAILED = REPO / "build" / "screenshots-failed"
 MAX_BYTES = 300_000
 CHROMIUM = "/usr/bin/chromium"
-# Flags that keep Chromium off the network (Playwright adds --headless and a temporary
-# --user-data-dir of its own).
+# Flags that keep Chromium off the network and working as root in a container (Playwright
+# adds --headless and a temporary --user-data-dir of its own); tests/test_book.py uses them too.
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -70,17 +70,19 @@ def failures(workflow: dict) -> list[str]:
     return lines or [workflow.get("status", {}).get("message", "no message")]
 
 
-def kubectl_get(name: str, namespace: str) -> dict | None:
-    """The workflow as kubectl returns it, or None when it does not exist (yet)."""
-    result = subprocess.run(
-        ["kubectl", "get", "workflow", name, "-n", namespace, "-o", "json"],
-        capture_output=True, text=True,
-    )
+def kubectl_json(args: list[str]) -> dict | None:
+    """`kubectl ARGS -o json`, parsed; None when the object does not exist (yet)."""
+    result = subprocess.run(["kubectl", *args, "-o", "json"], capture_output=True, text=True)
     if result.returncode != 0:
         if "NotFound" in result.stderr:
             return None
-        raise RuntimeError(f"kubectl get workflow {name} failed: {result.stderr.strip()}")
+        raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
     return json.loads(result.stdout)
+
+
+def kubectl_get(name: str, namespace: str) -> dict | None:
+    """The workflow as kubectl returns it, or None when it does not exist (yet)."""
+    return kubectl_json(["get", "workflow", name, "-n", namespace])
 
 
 def watch(name: str, get: Callable[[], dict | None], timeout: float, every: float,
