@@ -92,6 +92,19 @@ class Verdict:
         return not self.refusals
 
 
+def users_seconds(rate: float, canary_percent: float, scrape_interval_s: float,
+                  limits: Thresholds | None = None) -> int:
+    """How long live users must play at rate for canary to answer min_requests, with margin.
+
+    Canary receives canary_percent of the requests, so it needs min_requests / (rate * share)
+    seconds; 20 % more covers a split that is not exact, and two scrape intervals the last
+    requests that Prometheus has not sampled yet when the gate asks.
+    """
+    limits = limits or Thresholds()
+    needed = limits.min_requests / (rate * canary_percent / 100)
+    return math.ceil(needed * 1.2 + 2 * scrape_interval_s)
+
+
 def check_window(text: str) -> str:
     """argparse type: a Prometheus duration such as 30s, 10m or 1h."""
     if not re.fullmatch(r"[1-9]\d*(ms|s|m|h|d)", text):
