@@ -100,3 +100,51 @@ def test_the_repository_address_has_one_source() -> None:
     assert default == url, "notebook 0's REPO_URL differs from versions.yml repo_url"
     pulls = re.findall(r"git-pull\?repo=([^&\s`]+)", intro)
     assert pulls and all(f"{p}.git" == url for p in pulls)
+
+
+CHI_VERSION = 'context.version = "1.0"'
+CHI_NOTEBOOKS = ("0_intro", "1_reserve", "9_delete")
+
+
+def chi_version_problems(sources: list[str]) -> list[str]:
+    """The first cell that imports python-chi must set context.version before any call."""
+    import ast
+
+    for source in sources:
+        tree = ast.parse(source)
+        imported = {alias.asname or alias.name for node in tree.body
+                    if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("chi")
+                    for alias in node.names}
+        if not imported:
+            continue
+        for node in tree.body:
+            if ast.dump(node) == ast.dump(ast.parse(CHI_VERSION).body[0]):
+                return []
+            names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+            if names & imported and not isinstance(node, ast.ImportFrom):
+                return [f"python-chi is used before {CHI_VERSION}: {ast.unparse(node)}"]
+        return [f"the first python-chi cell never sets {CHI_VERSION}"]
+    return ["no cell imports python-chi"]
+
+
+def test_python_chi_notebooks_set_the_context_version_first() -> None:
+    """Before python-chi 1.2 the default was 0.17.12, whose leases are dicts (no .name)."""
+    for stem in CHI_NOTEBOOKS:
+        nb = nbformat.read(REPO / "notebooks" / f"{stem}.ipynb", as_version=4)
+        code = [c.source for c in nb.cells if c.cell_type == "code"
+                and "from chi" in c.source]
+        assert chi_version_problems(code) == [], stem
+    # Every notebook that imports python-chi is one of them.
+    users = {p.stem for p in NOTEBOOKS if "from chi " in p.read_text()}
+    assert users == set(CHI_NOTEBOOKS)
+
+
+def test_chi_version_check_catches_a_late_or_missing_version() -> None:
+    late = 'from chi import context\n\ncontext.use_site("KVM@TACC")\ncontext.version = "1.0"\n'
+    assert chi_version_problems([late]) == [
+        f"python-chi is used before {CHI_VERSION}: context.use_site('KVM@TACC')"]
+    assert chi_version_problems(["from chi import context\ncontext.version = '0.17.12'\n"])
+    missing = "from chi import lease\n\nx = 1\n"
+    assert chi_version_problems([missing]) == [
+        f"the first python-chi cell never sets {CHI_VERSION}"]
+    assert chi_version_problems(['from chi import context\ncontext.version = "1.0"\n']) == []
