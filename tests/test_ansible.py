@@ -196,6 +196,20 @@ def test_project_inventories() -> None:
     assert defaults["cluster_registry"] == "registry.kube-system.svc.cluster.local:5000"
 
 
+def test_committed_inventories_leave_the_gpu_node_to_notebook_3() -> None:
+    """gpu-node comes from tools/lab_env.py's files; the committed ones never list it."""
+    from tools import lab_env
+
+    for path, part in ((ANSIBLE / "inventory.yml", lab_env.LAB_GPU_INVENTORY),
+                       (ANSIBLE / "k8s" / "inventory" / "mycluster" / "hosts.yaml",
+                        lab_env.KUBESPRAY_GPU_INVENTORY)):
+        text = path.read_text()
+        assert "uncomment" not in text.lower(), path.name
+        assert not re.search(r"^\s*#\s*gpu-node:", text, re.M), path.name  # no host to fill in
+        assert part.name in text, path.name  # the comment names the file that adds it
+        assert "gpu-node" not in inventory(path)["_meta"]["hostvars"], path.name
+
+
 def test_the_floating_ip_placeholder_is_in_exactly_the_documented_files() -> None:
     documented = {
         "ansible/ansible.cfg",
