@@ -148,3 +148,39 @@ def test_chi_version_check_catches_a_late_or_missing_version() -> None:
     assert chi_version_problems([missing]) == [
         f"the first python-chi cell never sets {CHI_VERSION}"]
     assert chi_version_problems(['from chi import context\ncontext.version = "1.0"\n']) == []
+
+
+# Folders of the repository that a command line may name (bash cells of notebook 5).
+REPO_FOLDERS = ("ansible", "pre_k8s", "post_k8s", "inventory", "k8s", "kubespray", "tf")
+
+
+def relative_path_problems(source: str) -> list[str]:
+    """A cell that changes directory or names a repository file without $REPO_DIR."""
+    problems = []
+    for line in source.splitlines():
+        words = line.replace("&&", " ").replace("(", " ").split()
+        if "cd" in words:
+            problems.append(f"changes directory: {line.strip()}")
+        for word in words:
+            path = word.strip("\"'").lstrip("./")
+            if path.split("/", 1)[0] in REPO_FOLDERS and "/" in path:
+                problems.append(f"relative path {word}: {line.strip()}")
+    return problems
+
+
+def test_notebook_5_cells_run_in_any_order() -> None:
+    """Every cell names its files from $REPO_DIR, so re-running one after another works."""
+    nb = nbformat.read(REPO / "notebooks" / "5_deploy_k8s.ipynb", as_version=4)
+    cells = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert [p for source in cells for p in relative_path_problems(source)] == []
+    assert sum("$REPO_DIR/ansible/" in source for source in cells) >= 6
+
+
+def test_relative_path_check_catches_the_old_cells() -> None:
+    old = ('cd "$REPO_DIR/ansible/k8s/kubespray" &&\n'
+           "ANSIBLE_ROLES_PATH=roles ansible-playbook -i ../inventory/mycluster ./cluster.yml")
+    assert len(relative_path_problems(old)) == 2
+    assert relative_path_problems("ansible-playbook pre_k8s/pre_k8s_configure.yml") == [
+        "relative path pre_k8s/pre_k8s_configure.yml: "
+        "ansible-playbook pre_k8s/pre_k8s_configure.yml"]
+    assert relative_path_problems('cat "$REPO_DIR/ansible/pre_k8s/x.yml"') == []
