@@ -184,3 +184,25 @@ def test_relative_path_check_catches_the_old_cells() -> None:
         "relative path pre_k8s/pre_k8s_configure.yml: "
         "ansible-playbook pre_k8s/pre_k8s_configure.yml"]
     assert relative_path_problems('cat "$REPO_DIR/ansible/pre_k8s/x.yml"') == []
+
+
+def test_the_credential_check_fails_without_clouds_yaml(tmp_path: Path) -> None:
+    """Notebook 2's check: a missing file is a failure, not "no placeholder found"."""
+    import subprocess
+
+    nb = nbformat.read(REPO / "notebooks" / "2_setup_env.ipynb", as_version=4)
+    (cell,) = [c.source for c in nb.cells if c.cell_type == "code"
+               and 'grep -n "REPLACE_WITH"' in c.source]
+    clouds = tmp_path / "tf" / "kvm" / "clouds.yaml"
+
+    def status() -> int:
+        run = subprocess.run(["bash", "-c", cell], env={"REPO_DIR": str(tmp_path)},
+                             capture_output=True, text=True)
+        return run.returncode
+
+    assert status() != 0  # no file
+    clouds.parent.mkdir(parents=True)
+    clouds.write_text('application_credential_id: "REPLACE_WITH_APPLICATION_CREDENTIAL_ID"\n')
+    assert status() != 0  # the placeholder is still there
+    clouds.write_text('application_credential_id: "a1b2c3"\n')
+    assert status() == 0
