@@ -821,3 +821,11 @@ def test_memory_limits_cover_the_measured_peaks() -> None:
     assert train["requests"]["memory"] == train["limits"]["memory"]
     assert config.parse_quantity(train["limits"]["memory"]) >= config.parse_quantity(
         config.MEMORY_PEAKS["train"])
+
+
+def test_train_readme_states_the_train_pods_memory_request() -> None:
+    """train/README.md explains the oversized peak against what the train pod reserves."""
+    readme = (REPO / "train" / "README.md").read_text()
+    request = pod_containers()[MEASURED["train"]]["resources"]["requests"]["memory"]
+    (stated,) = re.findall(r"The train pod reserves (\S+) \(request = limit", readme)
+    assert stated == request
