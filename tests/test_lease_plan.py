@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from tools import lease_plan
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -51,3 +54,17 @@ def test_notebook_9_finds_ended_and_repeated_leases_of_its_name_only() -> None:
     found = lease_plan.leases_named(listed, "mlops-pipeline-ada")
     assert [item.id for item in found] == ["1", "2"]
     assert lease_plan.leases_named(listed, "mlops-pipeline-eve") == []
+
+
+def test_the_lab_text_states_the_lease_lengths_the_tool_reserves() -> None:
+    one, two = lease_plan.lease_hours(1), lease_plan.lease_hours(2)
+    texts = {
+        "snippets/0_intro.md": f"{one} hours for one sitting or\n  {two} for two",
+        "snippets/1_reserve.md": f"`1` reserves {one} hours",
+        "book/intro.md": f"lease of {one} hours",
+        "book/instructors.md": f"{one} hours for one sitting, {two} for two",
+        "README.md": f"{one}-hour lease, or two on a {two}-hour one",
+    }
+    for path, phrase in texts.items():
+        assert phrase in (REPO / path).read_text(), f"{path} does not say {phrase!r}"
+    assert f"{two}\nhours that chapter 1 reserves" in (REPO / "book/intro.md").read_text()
