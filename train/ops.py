@@ -109,7 +109,11 @@ def cmd_check_promotion(args: argparse.Namespace) -> str:
 
 def cmd_canary_analysis(args: argparse.Namespace) -> str:
     """Exit 0 only if live metrics say canary --version may replace production (canary.py)."""
-    code, message = canary.run_gate(args)
+    keep = None
+    if args.record:  # the verdict, pass or refusal, as a tag of the version in MLflow
+        def keep(decision: dict) -> None:
+            lifecycle.record_gate(client(), args.model, args.version, decision)
+    code, message = canary.run_gate(args, keep)
     if code == canary.UNREACHABLE:
         raise ConnectionError(message)
     if code != canary.OK:
@@ -188,7 +192,10 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--target", required=True, choices=envs)
     cmd.add_argument("--version", required=True, type=version_number)
 
-    canary.add_gate_flags(add("canary-analysis", cmd_canary_analysis))
+    cmd = add("canary-analysis", cmd_canary_analysis)
+    canary.add_gate_flags(cmd)
+    cmd.add_argument("--record", action="store_true",
+                     help=f"keep the verdict as version tag {lifecycle.GATE_PREFIX}<UTC time>")
 
     for name, func in (("record-deploy", cmd_record_deploy),
                        ("record-rollback", cmd_record_rollback)):
