@@ -546,3 +546,14 @@ def test_ops_canary_analysis_records_the_verdict(plain: MlflowServer, tmp_path: 
     assert kept["rules_refused"] == ["too few requests to judge"] * 2
     assert kept["canary"]["requests"] == 0 and math.isclose(kept["thresholds"]["p95_ratio"],
                                                             1.25)
+
+
+def test_the_instructors_page_lists_every_rubric_line() -> None:
+    page = (REPO / "book" / "instructors.md").read_text()
+    rows = [line.split("|")[1].strip().strip("`") for line in page.splitlines()
+            if line.startswith("| `")]
+    assert [key for key, *_ in check_report.RUBRIC] == [r for r in rows
+                                                         if r in dict.fromkeys(
+                                                             k for k, *_ in check_report.RUBRIC)]
+    assert len({key for key, *_ in check_report.RUBRIC} & set(rows)) == len(check_report.RUBRIC)
+    assert f"at least {check_report.MIN_ANSWER_WORDS} words" in page
