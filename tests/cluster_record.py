@@ -50,6 +50,24 @@ def _templates() -> dict[str, dict]:
     return found
 
 
+@functools.cache
+def retried() -> frozenset[str]:
+    """The step names, in any template, that call a template with a retryStrategy (ops)."""
+    templates = _templates()
+    out = set()
+    for spec in templates.values():
+        for t in spec["spec"]["templates"]:
+            for group in t.get("steps") or []:
+                for step in group:
+                    ref = step.get("templateRef")
+                    owner = templates[ref["name"]] if ref else spec
+                    called = next(c for c in owner["spec"]["templates"]
+                                  if c["name"] == (ref or step)["template"])
+                    if "retryStrategy" in called:
+                        out.add(step["name"])
+    return frozenset(out)
+
+
 def pod_steps(template: str, inner: str | None = None) -> list[str]:
     """The pod steps a template runs, in order, following templateRef into other templates."""
     templates = _templates()
@@ -112,14 +130,22 @@ def workflow(event: dict, index: int, begin: datetime) -> dict:
                              if s not in skipped(template, parameters)):
         node = {"id": f"{obj['metadata']['name']}-{i}", "displayName": step, "type": "Pod",
                 "startedAt": _stamp(moment)}
+        if step in retried():  # a Retry node, its first pod named step(0)
+            nodes[node["id"] + "-retry"] = {"displayName": step, "type": "Retry",
+                                            "startedAt": node["startedAt"]}
+            node["displayName"] = f"{step}(0)"
+        retry = nodes.get(node["id"] + "-retry", {})
         if step == event.get("pending_step"):
             nodes[node["id"]] = node | {"phase": "Pending", "message": event["message"]}
+            retry["phase"] = "Running"
             break
         failed = step == event.get("failed_step")
         node |= {"phase": "Failed" if failed else "Succeeded",
                  "finishedAt": _stamp(moment + timedelta(seconds=STEP_SECONDS))}
+        retry |= {"phase": node["phase"], "finishedAt": node["finishedAt"]}
         if failed:
             node["message"] = event.get("message", "Error (exit code 1)")
+            retry["message"] = node["message"]
         if step == "train":
             node["outputs"] = {"parameters": [{"name": "model-version",
                                                "value": event.get("version", "")}]}

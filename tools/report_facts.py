@@ -129,15 +129,22 @@ def applications(doc: dict) -> list[dict]:
     return sorted(out, key=lambda a: a["name"])
 
 
+RETRY_SUFFIX = re.compile(r"\(\d+\)$")
+
+
+def step_name(node: dict) -> str:
+    """A node's step name: a retried step's pods are named like rollout(0), rollout(1)."""
+    return RETRY_SUFFIX.sub("", node.get("displayName", "?"))
+
+
 def _failed_step(nodes_: dict) -> dict | None:
-    """The innermost failed pod step of a workflow, with its message."""
-    failed = [n for n in nodes_.values() if n.get("type") in ("Pod", "Retry")
-              and n.get("phase") in ("Failed", "Error")]
-    pods = [n for n in failed if n.get("type") == "Pod"] or failed
+    """The first failed pod step of a workflow, with its message."""
+    pods = [n for n in nodes_.values() if n.get("type") == "Pod"
+            and n.get("phase") in ("Failed", "Error")]
     if not pods:
         return None
     first = min(pods, key=lambda n: n.get("startedAt") or "")
-    return {"name": first.get("displayName", "?"), "message": first.get("message", "")}
+    return {"name": step_name(first), "message": first.get("message", "")}
 
 
 def workflows(doc: dict) -> list[dict]:
@@ -151,7 +158,7 @@ def workflows(doc: dict) -> list[dict]:
             continue
         begin, end = _time(status.get("startedAt")), _time(status.get("finishedAt"))
         steps = status.get("nodes") or {}
-        pending = [{"step": n.get("displayName", "?"), "since": n.get("startedAt"),
+        pending = [{"step": step_name(n), "since": n.get("startedAt"),
                     "message": n.get("message", "")}
                    for n in steps.values()
                    if n.get("type") == "Pod" and n.get("phase") == "Pending"]
@@ -165,7 +172,7 @@ def workflows(doc: dict) -> list[dict]:
             "duration_s": round((end - begin).total_seconds()) if begin and end else None,
             "failed_step": _failed_step(steps) if status.get("phase") in ("Failed", "Error")
             else None,
-            "steps": sorted({n.get("displayName", "") for n in steps.values()
+            "steps": sorted({step_name(n) for n in steps.values()
                              if n.get("type") == "Pod" and n.get("phase") == "Succeeded"}),
             "pending": pending,
         })
