@@ -423,6 +423,15 @@ def broken(folder: Path, case: str) -> None:
              "message": "Unschedulable: 0/3 nodes are available: 3 Insufficient memory."},
             99, since)
         edit("workflows", lambda d: d["items"].append(stuck))
+    elif case == "mutex":
+        waiting = cluster_record.workflow(
+            {"template": "promote-model", "parameters": {"version": "2"}, "phase": "Pending",
+             "pending_step": "check", "message": "",
+             "workflow_message": "Waiting for argo/Mutex/gourmetgram-model-aliases lock. "
+                                 "Lock status: 0/1"},
+            98, datetime.now(UTC) - timedelta(minutes=12))
+        waiting["status"]["nodes"] = {}  # nothing started: the lock holds the whole workflow
+        edit("workflows", lambda d: d["items"].append(waiting))
     elif case == "image":
         edit("registry-tags", lambda d: d["tags"].remove("production-1"))
 
@@ -435,6 +444,8 @@ def broken(folder: Path, case: str) -> None:
      "kubectl -n argocd describe application gourmetgram-canary"),
     ("pending", "train has been Pending for 20 min: Unschedulable: 0/3 nodes are available: "
      "3 Insufficient memory", "argo list -n argo --running"),
+    ("mutex", "the whole workflow has been Pending for 12 min: Waiting for "
+     "argo/Mutex/gourmetgram-model-aliases lock", "another workflow holds the alias lock"),
     ("image", "alias production points at version 1, but the registry has no image "
      "gourmetgram-app:production-1", "workflowtemplate/rollback -p environment=production"),
 ])
