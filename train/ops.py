@@ -115,7 +115,11 @@ def cmd_canary_analysis(args: argparse.Namespace) -> str:
         # The first release (notebook 6): no production traffic exists to compare it with.
         return (f"production runs no version yet: version {args.version} is the first "
                 "release, with nothing to compare it with, so the gate lets it through")
-    code, message = canary.run_gate(args)
+    keep = None
+    if args.record:  # the verdict, pass or refusal, as a tag of the version in MLflow
+        def keep(decision: dict) -> None:
+            lifecycle.record_gate(client(), args.model, args.version, decision)
+    code, message = canary.run_gate(args, keep)
     if code == canary.UNREACHABLE:
         raise ConnectionError(message)
     if code != canary.OK:
@@ -194,7 +198,10 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--target", required=True, choices=envs)
     cmd.add_argument("--version", required=True, type=version_number)
 
-    canary.add_gate_flags(add("canary-analysis", cmd_canary_analysis))
+    cmd = add("canary-analysis", cmd_canary_analysis)
+    canary.add_gate_flags(cmd)
+    cmd.add_argument("--record", action="store_true",
+                     help=f"keep the verdict as version tag {lifecycle.GATE_PREFIX}<UTC time>")
 
     for name, func in (("record-deploy", cmd_record_deploy),
                        ("record-rollback", cmd_record_rollback)):
