@@ -111,7 +111,11 @@ def cmd_check_promotion(args: argparse.Namespace) -> str:
 
 def cmd_canary_analysis(args: argparse.Namespace) -> str:
     """Exit 0 only if live metrics say canary --version may replace production (canary.py)."""
-    if lifecycle.aliases(client(), args.model).get(PRODUCTION) is None:
+    try:
+        first_release = lifecycle.aliases(client(), args.model).get(PRODUCTION) is None
+    except MlflowException:  # no such model here: judge on the live figures alone
+        first_release = False
+    if first_release:
         # The first release (notebook 6): no production traffic exists to compare it with.
         return (f"production runs no version yet: version {args.version} is the first "
                 "release, with nothing to compare it with, so the gate lets it through")
