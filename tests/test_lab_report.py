@@ -543,6 +543,8 @@ def test_ops_canary_analysis_records_the_verdict(plain: MlflowServer, tmp_path: 
     name = "GourmetGramGateRecord"
     client.create_registered_model(name)
     client.create_model_version(name, "s3://gourmetgram/none/model")
+    # Production runs a version: not a first release, so the gate judges the live figures.
+    client.set_registered_model_alias(name, "production", "1")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
     prometheus = PrometheusServer(tmp_path / "prometheus", {
         "global": {"scrape_interval": "15s"}, "scrape_configs": []}).start()
