@@ -303,7 +303,17 @@ def test_train_model_parameters() -> None:
     steps = {s["name"]: s for g in template("train-model", "main")["steps"] for s in g}
     assert list(steps) == ["image", "build-image", "mark-current", "prepare-data", "train",
                            "build"]
-    assert steps["build"]["when"] == "'{{steps.train.outputs.parameters.model-version}}' != ''"
+    # Argo's engine decides it: a build only for a registered version, and only when asked.
+    from tests.argo_expr import render, should_execute
+
+    when = steps["build"]["when"]
+    cases = [(v, b) for v in ("", "7") for b in ("true", "false")]
+    rendered = render([(when, {"steps.train.outputs.parameters.model-version": v,
+                               "workflow.parameters.build": b}) for v, b in cases])
+    decided = should_execute([" ".join(r.value.split()) for r in rendered])
+    assert [run for run, error in decided if not error] == [False, False, True, False], decided
+    assert wf_param("train-model", "build") == {
+        **wf_param("train-model", "build"), "value": "true", "enum": ["true", "false"]}
 
 
 def test_gpu_patch_targets_the_gpu_node_only_when_asked() -> None:
