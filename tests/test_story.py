@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 SNIPPETS = REPO / "snippets"
 MODEL = "GourmetGramFood11Model"
 SUBMIT = re.compile(r"argo submit (.*?)(?:\)|$)", re.MULTILINE)
+CODE = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)  # code cells, not prose
 # The story's own Prometheus scrapes every second; the chart's scrapes every 15 s.
 SCRAPE_S = 1.0
 # One short epoch and an evaluation bar it clears: the story is about where versions go,
@@ -52,7 +53,8 @@ STORY_TRAINING = {"TRAIN_WEIGHTS": "none", "TRAIN_HEAD_EPOCHS": "0",
 def submits(notebook: str, values: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
     """Every `argo submit --from workflowtemplate/T -p k=v` of a notebook, in its order."""
     found = []
-    for match in SUBMIT.finditer((SNIPPETS / notebook).read_text()):
+    code = "\n".join(CODE.findall((SNIPPETS / notebook).read_text()))
+    for match in SUBMIT.finditer(code):
         words = shlex.split(match.group(1))
         template, params = None, {}
         for flag, value in zip(words, words[1:], strict=False):

@@ -113,7 +113,7 @@ def cmd_canary_analysis(args: argparse.Namespace) -> str:
     """Exit 0 only if live metrics say canary --version may replace production (canary.py)."""
     try:
         first_release = lifecycle.aliases(client(), args.model).get(PRODUCTION) is None
-    except MlflowException:  # no such model here: judge on the live figures alone
+    except (lifecycle.LifecycleError, MlflowException):  # no such model: judge the figures
         first_release = False
     if first_release:
         # The first release (notebook 6): no production traffic exists to compare it with.
