@@ -38,22 +38,13 @@ import yaml
 
 from app.localserver import LocalServer
 from tests.argo_expr import render, should_execute
+from tests.cluster_record import templates
 from tests.prometheus_server import pod_target
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"
 REGISTRY = "registry.story:5000"
 CANARY_EVERY = 10  # the HTTPRoute's 90/10 split: every tenth live request goes to canary
-
-
-def templates() -> dict[str, dict]:
-    """Every WorkflowTemplate in workflows/, by name."""
-    found = {}
-    for path in sorted(WORKFLOWS.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == "WorkflowTemplate":
-                found[doc["metadata"]["name"]] = doc
-    return found
 
 
 def now() -> str:

@@ -40,7 +40,7 @@ def _stamp(moment: datetime) -> str:
 
 
 @functools.cache
-def _templates() -> dict[str, dict]:
+def templates() -> dict[str, dict]:
     """Every WorkflowTemplate of workflows/, by name (parsed once; callers copy what they edit)."""
     found = {}
     for path in sorted(WORKFLOWS.glob("*.yaml")):
@@ -53,14 +53,14 @@ def _templates() -> dict[str, dict]:
 @functools.cache
 def retried() -> frozenset[str]:
     """The step names, in any template, that call a template with a retryStrategy (ops)."""
-    templates = _templates()
+    every = templates()
     out = set()
-    for spec in templates.values():
+    for spec in every.values():
         for t in spec["spec"]["templates"]:
             for group in t.get("steps") or []:
                 for step in group:
                     ref = step.get("templateRef")
-                    owner = templates[ref["name"]] if ref else spec
+                    owner = every[ref["name"]] if ref else spec
                     called = next(c for c in owner["spec"]["templates"]
                                   if c["name"] == (ref or step)["template"])
                     if "retryStrategy" in called:
@@ -70,8 +70,8 @@ def retried() -> frozenset[str]:
 
 def pod_steps(template: str, inner: str | None = None) -> list[str]:
     """The pod steps a template runs, in order, following templateRef into other templates."""
-    templates = _templates()
-    spec = templates[template]["spec"]
+    every = templates()
+    spec = every[template]["spec"]
     by_name = {t["name"]: t for t in spec["templates"]}
     current = by_name[inner or spec["entrypoint"]]
     if "steps" not in current:  # a workflow of one pod (live-users)
@@ -80,7 +80,7 @@ def pod_steps(template: str, inner: str | None = None) -> list[str]:
     for group in current["steps"]:
         for step in group:
             ref = step.get("templateRef")
-            target = (templates[ref["name"]]["spec"]["templates"] if ref else spec["templates"])
+            target = (every[ref["name"]]["spec"]["templates"] if ref else spec["templates"])
             called = next(t for t in target if t["name"] == (ref or step)["template"])
             if "steps" in called:
                 names += pod_steps(ref["name"] if ref else template, called["name"])
@@ -105,14 +105,14 @@ def workflow(event: dict, index: int, begin: datetime) -> dict:
     parameters = event.get("parameters", {})
     suffix = f"{index:05d}"[-5:]
     if template == "build-container-image":  # created by train-model's start-build step
-        spec = _templates()["train-model"]["spec"]["templates"]
+        spec = templates()["train-model"]["spec"]["templates"]
         manifest = next(t for t in spec if t["name"] == "start-build")["resource"]["manifest"]
         obj = yaml.safe_load(manifest.replace("{{inputs.parameters.version}}",
                                               parameters["version"]))
         obj["metadata"]["name"] = obj["metadata"].pop("generateName") + suffix
     else:  # argo submit --from workflowtemplate/<template>
         defaults = {p["name"]: p.get("value", "") for p in
-                    _templates()[template]["spec"]["arguments"].get("parameters", [])}
+                    templates()[template]["spec"]["arguments"].get("parameters", [])}
         obj = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
                "metadata": {"name": event.get("name", f"{template}-{suffix}"),
                             "namespace": "argo",
