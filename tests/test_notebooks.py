@@ -268,6 +268,14 @@ def run_jq_install(tmp_path: Path, tamper: bool) -> subprocess.CompletedProcess:
         f"{'0' * 64}  jq-linux-arm64\n{digest}  jq-linux-amd64\n{'1' * 64}  jq-macos-amd64\n")
     if tamper:
         binary.write_text("#!/bin/sh\necho altered\n")
+    return run_download_cell(tmp_path, jq_install_cell(),
+                             "https://github.com/jqlang/jq/releases/download",
+                             {"JQ_VERSION": "1.7.1"})
+
+
+def run_download_cell(tmp_path: Path, source: str, release_url: str,
+                      env: dict[str, str]) -> subprocess.CompletedProcess:
+    """A download cell run in bash, its release URL served from tmp_path/release on loopback."""
     handler = functools.partial(http.server.SimpleHTTPRequestHandler,
                                 directory=str(tmp_path / "release"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -275,14 +283,12 @@ def run_jq_install(tmp_path: Path, tamper: bool) -> subprocess.CompletedProcess:
     bin_dir, downloads = tmp_path / "bin", tmp_path / "downloads"
     bin_dir.mkdir()
     downloads.mkdir()
-    source = (jq_install_cell()
-              .replace("https://github.com/jqlang/jq/releases/download",
-                       f"http://127.0.0.1:{server.server_address[1]}")
+    source = (source.replace(release_url, f"http://127.0.0.1:{server.server_address[1]}")
               .replace("/work/.local/bin", str(bin_dir))
               .replace("/tmp/lab-downloads", str(downloads)))
     try:
         return subprocess.run(["bash", "-c", source], capture_output=True, text=True,
-                              env={**os.environ, "JQ_VERSION": "1.7.1",
+                              env={**os.environ, **env,
                                    "PATH": f"{bin_dir}:{os.environ['PATH']}"}, timeout=60)
     finally:
         server.shutdown()
@@ -364,25 +370,9 @@ def run_argo_install(tmp_path: Path, tamper: bool) -> subprocess.CompletedProces
         f"{'1' * 64}  argo-linux-arm64.gz\n")
     if tamper:
         archive.write_bytes(gzip.compress(b"#!/bin/sh\necho altered\n"))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
-                                directory=str(tmp_path / "release"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    bin_dir, downloads = tmp_path / "bin", tmp_path / "downloads"
-    bin_dir.mkdir()
-    downloads.mkdir()
-    source = (cell.source
-              .replace("https://github.com/argoproj/argo-workflows/releases/download",
-                       f"http://127.0.0.1:{server.server_address[1]}")
-              .replace("/work/.local/bin", str(bin_dir))
-              .replace("/tmp/lab-downloads", str(downloads)))
-    try:
-        return subprocess.run(["bash", "-c", source], capture_output=True, text=True,
-                              env={**os.environ, "ARGO_VERSION": "v4.1.4",
-                                   "PATH": f"{bin_dir}:{os.environ['PATH']}"}, timeout=60)
-    finally:
-        server.shutdown()
-        server.server_close()
+    return run_download_cell(tmp_path, cell.source,
+                             "https://github.com/argoproj/argo-workflows/releases/download",
+                             {"ARGO_VERSION": "v4.1.4"})
 
 
 def test_the_argo_cell_installs_a_binary_that_matches_the_release_checksum(

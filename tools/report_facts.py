@@ -53,7 +53,12 @@ class SourceError(Exception):
 
 def kubectl_fetch(name: str, timeout: str = "15s") -> dict:
     """One of DOCUMENTS, from the cluster through kubectl."""
-    args = ["kubectl", f"--request-timeout={timeout}", *DOCUMENTS[name]]
+    return _kubectl(DOCUMENTS[name], timeout)
+
+
+def _kubectl(words: list[str], timeout: str = "15s") -> dict:
+    """`kubectl WORDS` (which ask for JSON), parsed; SourceError with kubectl's reason."""
+    args = ["kubectl", f"--request-timeout={timeout}", *words]
     try:
         result = subprocess.run(args, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -206,12 +211,11 @@ def cluster(fetch: Fetch) -> dict:
 
 def kubectl_login() -> tuple[str, str]:
     """The MLflow login of the workflows: Secret mlflow-credentials in argo."""
-    secret = subprocess.run(["kubectl", "--request-timeout=15s", "get", "secret",
-                             "mlflow-credentials", "-n", "argo", "-o", "json"],
-                            capture_output=True, text=True, timeout=60)
-    if secret.returncode != 0:
-        raise SourceError(f"no MLflow login: {secret.stderr.strip()}")
-    data = json.loads(secret.stdout)["data"]
+    try:
+        secret = _kubectl(["get", "secret", "mlflow-credentials", "-n", "argo", "-o", "json"])
+    except SourceError as e:
+        raise SourceError(f"no MLflow login: {e}") from e
+    data = secret["data"]
     return tuple(base64.b64decode(data[k]).decode() for k in ("username", "password"))
 
 
