@@ -506,6 +506,94 @@ def test_the_doctor_before_the_cluster_exists_says_only_where_you_are() -> None:
     assert "in 40 min" in problem.what
 
 
+# ---- the doctor in the first cluster cell of notebooks 6, 7 and 8 --------------------------
+
+DOCTOR_CELL = 'python3 "$REPO_DIR/tools/lab_report.py" --doctor --quiet || true'
+
+
+def test_notebooks_6_to_8_call_the_doctor_quietly_in_their_first_cluster_cell() -> None:
+    import nbformat
+
+    for name in ("6_configure_platform", "7_lifecycle_part_1", "8_lifecycle_part_2"):
+        nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+        first = next(c for c in nb.cells if c.cell_type == "code"
+                     and "cluster" in c.metadata.get("tags", []))
+        assert DOCTOR_CELL in first.source, name
+
+
+def notebook_6_start(folder: Path) -> Path:
+    """The cluster when notebook 6 starts: notebook 5's nodes and Argo, no Application yet.
+
+    Argo CD has no Application, Argo no workflow, the registry no app image (kubectl --raw
+    answers 404) and there is no MLflow (the test's MLflow address answers nothing).
+    """
+    empty = {"apiVersion": "v1", "kind": "List", "items": []}
+    return cluster_record.write(
+        {"nodes": {**empty, "items": cluster_record.cluster_nodes()},
+         "applications": empty, "workflows": empty},
+        folder, lease={**LEASE, "end": (datetime.now(UTC) + timedelta(hours=5)).isoformat()})
+
+
+def notebook_7_start(client: MlflowClient, model: str, folder: Path) -> Path:
+    """The cluster when notebook 7 starts: notebook 6 played (its first trip, four apps)."""
+    s = Story(client, model)
+    first = s.train("normal", name="gourmetgram-initial-build")
+    s.build(first)
+    s.promote(first, "staging", "canary")
+    s.promote(first, "canary", "production")
+    return cluster_record.write(
+        cluster_record.record(s.events, tags=s.tags(), registry_tags=sorted(s.images)),
+        folder, lease={**LEASE, "end": (datetime.now(UTC) + timedelta(hours=5)).isoformat()})
+
+
+def test_the_doctor_at_the_start_of_notebook_6_finds_no_problem_in_a_missing_platform(
+        lab: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = notebook_6_start(lab / "notebook-6")
+    nowhere = f"http://127.0.0.1:{free_port()}"  # no MLflow before notebook 6 installs it
+    code, out = doctor(lab, folder, nowhere, report_facts.MODEL_NAME, capsys, "--quiet")
+    assert (code, out) == (0, "")
+    code, out = doctor(lab, folder, nowhere, report_facts.MODEL_NAME, capsys)
+    assert code == 0, out
+    assert out.splitlines()[2:5] == [
+        "  notebook 5 done: 3 of 3 nodes Ready",
+        "  notebook 6 not started: 0 of 4 Argo CD applications Synced and Healthy, nothing "
+        "in production yet", ""], out
+    assert out.endswith("No problems found.\n"), out
+    # A broken node is still named at that point, and a cluster kubectl cannot read.
+    (folder / "nodes.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        *cluster_record.cluster_nodes()[:1], cluster_record.node("node2", [], ready=False),
+        *cluster_record.cluster_nodes()[2:]]}))
+    code, out = doctor(lab, folder, nowhere, report_facts.MODEL_NAME, capsys, "--quiet")
+    assert code == 1 and out.startswith("Problems (1):\n- node node2 is NotReady"), out
+    (folder / "nodes.json").unlink()
+    code, out = doctor(lab, folder, nowhere, report_facts.MODEL_NAME, capsys, "--quiet")
+    assert code == 1 and "kubectl cannot read the cluster" in out, out
+    assert "next: source env.sh" in out, out
+
+
+def test_the_doctor_at_the_start_of_notebook_7_finds_the_platform_synced(
+        plain: MlflowServer, lab: Path, capsys: pytest.CaptureFixture) -> None:
+    model = "GourmetGramNotebook7Start"
+    folder = notebook_7_start(MlflowClient(tracking_uri=plain.uri), model, lab / "notebook-7")
+    code, out = doctor(lab, folder, plain.uri, model, capsys, "--quiet")
+    assert (code, out) == (0, "")
+    code, out = doctor(lab, folder, plain.uri, model, capsys)
+    assert code == 0, out
+    assert ("  notebook 6 done: the platform is synced (4 Argo CD applications Synced and "
+            "Healthy) and production serves version 1") in out.splitlines(), out
+    assert "  notebook 7 not started" in out.splitlines(), out
+    # Once the platform exists, MLflow not answering is a problem (it was none in notebook 6).
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    code, out = doctor(lab, folder, nowhere, model, capsys, "--quiet")
+    assert code == 1 and out.startswith("Problems (1):\n- MLflow is not answering"), out
+    # And an environment that did not come up is named with its next step.
+    broken(folder, "app")
+    code, out = doctor(lab, folder, plain.uri, model, capsys, "--quiet")
+    assert code == 1, out
+    assert "Argo CD application gourmetgram-canary is OutOfSync and Progressing" in out, out
+    assert "next: open gourmetgram-canary in the Argo CD UI" in out, out
+
+
 # ---- the sources ---------------------------------------------------------------------------
 
 def test_the_lease_comes_from_python_chi(monkeypatch: pytest.MonkeyPatch) -> None:
