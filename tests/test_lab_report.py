@@ -364,6 +364,9 @@ def test_the_books_sample_is_a_passing_report_rendered_by_the_tool(
     assert code == 0, out
     assert (SAMPLE / "lab-report.html").read_text() == lab_report.body_html(report)
     assert (SAMPLE / "check-report.txt").read_text() == out
+    # book/instructors.md quotes the checker on this sample: its digest too.
+    quoted = f"sha256 {report['digest']['value'][:16]}..."
+    assert quoted in (REPO / "book" / "instructors.md").read_text(), quoted
 
 
 # ---- the doctor ----------------------------------------------------------------------------
