@@ -29,7 +29,9 @@ CLOCK = REPO / "snippets" / "clock.yml"
 MARK = re.compile(r"^# \[clock: (start )?([a-z0-9-]+)\]$", re.M)
 QUESTIONS = re.compile(r"^## Questions for the hand-in\n(.*?)(?=^## |\Z)", re.M | re.S)
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")  # an image: its alt text is not shown, not read
 LIFECYCLE = {"6", "7", "8"}  # the notebooks of the lifecycle, by number
+FIRST_SITTING = 6  # the last notebook of the first of two sittings
 LAB_TIME = "LAB_TIME"  # in a markdown cell: replaced by `lab_time` of the whole lab
 LAB_TIME_WORDS = "about ? hours"  # what LAB_TIME counts as while the totals are made
 
@@ -134,7 +136,8 @@ def timeline(clock: dict, cells: list[tuple[str, str]]) -> tuple[Total, list[lis
         cell_left: list[float | None] = []
         if kind == "markdown":
             text = source.replace(LAB_TIME, LAB_TIME_WORDS)
-            n_words, n_questions = len(FENCE.sub("", text).split()), questions(text)
+            n_words = len(IMAGE.sub("", FENCE.sub("", text)).split())
+            n_questions = questions(text)
             words += n_words
             answers += n_questions * per_question
             now += n_words / words_per_minute + n_questions * per_question
@@ -207,10 +210,20 @@ def lab_minutes(totals: dict[str, Total]) -> tuple[int, int]:
     return lifecycle, sum(t.minutes for t in totals.values())
 
 
+def hours(minutes: int) -> str:
+    """Minutes as the text says them: hours, rounded up to half an hour."""
+    return f"about {math.ceil(minutes / 30) / 2:g} hours"
+
+
 def lab_time(totals: dict[str, Total]) -> str:
-    """The whole lab's time as the text says it: rounded up to half an hour."""
-    hours = math.ceil(lab_minutes(totals)[1] / 30) / 2
-    return f"about {hours:g} hours"
+    """The whole lab's time as the text says it (README, notebook 0, the book)."""
+    return hours(lab_minutes(totals)[1])
+
+
+def sittings(totals: dict[str, Total]) -> tuple[int, int]:
+    """Two sittings' minutes: notebooks 0 to 6, then 7 to 9 (notebook 6 ends the first)."""
+    first = sum(t.minutes for n, t in totals.items() if int(n.split("_")[0]) <= FIRST_SITTING)
+    return first, lab_minutes(totals)[1] - first
 
 
 def page(totals: dict[str, Total], clock: dict) -> str:
@@ -223,10 +236,12 @@ def page(totals: dict[str, Total], clock: dict) -> str:
         lines.append(f"| {name} | {t.waiting:.1f} | {t.reading + t.cells:.0f} | {t.answers:g} "
                      f"| about {t.minutes} | {t.alongside:.1f} |")
     lifecycle, whole = lab_minutes(totals)
+    first, second = sittings(totals)
     lines += ["", f"Notebooks 6 to 8: about {lifecycle} minutes; the whole lab: about {whole} "
-              f"minutes ({lab_time(totals)}). Minutes throughout. *Run alongside*: the "
-              "minutes of waits that ran while you read, ran cells or answered, not counted "
-              "in the total.", "",
+              f"minutes ({lab_time(totals)}). In two sittings: notebooks 0 to {FIRST_SITTING}, "
+              f"about {first} minutes, then {FIRST_SITTING + 1} to 9, about {second}. Minutes "
+              "throughout. *Run alongside*: the minutes of waits that ran while you read, ran "
+              "cells or answered, not counted in the total.", "",
               "| part | minutes | basis | source |", "|---|---|---|---|"]
     for name, p in clock["parts"].items():
         lines.append(f"| {name} | {p['minutes']:g} | {p['basis']} | {p['source']} |")
