@@ -64,6 +64,50 @@ def test_a_mark_becomes_the_figure_of_its_parts() -> None:
     assert "measured" in line and "estimated for Chameleon" in line
 
 
+# ---- the plan: one figure for the whole lab, from the clock, wherever the text gives one ----
+
+REPO = lab_clock.REPO
+PLAN_TEXTS = ("README.md", "book/instructors.md", "book/intro.md", "notebooks/0_intro.ipynb")
+
+
+def clock_page() -> str:
+    """book/clock.md, generated with the notebooks (test_notebooks keeps it fresh)."""
+    return (REPO / "book" / "clock.md").read_text()
+
+
+def test_every_text_that_gives_the_lab_time_takes_it_from_the_clock() -> None:
+    (whole,) = re.findall(r"the whole lab: about (\d+) minutes", clock_page())
+    figure = lab_clock.hours(int(whole))
+    assert f"({figure})" in clock_page()
+    for path in PLAN_TEXTS:
+        text = (REPO / path).read_text()
+        assert figure in text, f"{path} does not say {figure!r}"
+        for stale in ("afternoon", "four to six hours", "4-6 hours"):
+            assert stale not in text, f"{path} still says {stale!r}"
+    # Notebook 0 is generated with the figure in it; its snippet says LAB_TIME.
+    assert lab_clock.LAB_TIME in (REPO / "snippets" / "0_intro.md").read_text()
+
+
+def test_the_book_lists_each_chapters_time_as_the_clock_does() -> None:
+    clock = dict(re.findall(r"^\| (\d+)_\w+ \|.*\| about (\d+) \|", clock_page(), re.M))
+    intro = (REPO / "book" / "intro.md").read_text()
+    listed = dict(re.findall(r"^\| (\d) \| .+ \| (\d+) min \|$", intro, re.M))
+    assert listed == clock and len(clock) == 10
+
+
+def test_one_sitting_fits_its_lease_and_two_split_after_notebook_6() -> None:
+    from tools import lease_plan
+
+    (whole,) = re.findall(r"the whole lab: about (\d+) minutes", clock_page())
+    assert int(whole) <= 60 * lease_plan.lease_hours(1) - 60, "an hour of margin at least"
+    first, second = (int(m) for m in re.findall(
+        r"notebooks 0 to 6, about (\d+) minutes, then 7 to 9, about (\d+)", clock_page())[0])
+    assert first + second == int(whole)
+    intro = (REPO / "snippets" / "0_intro.md").read_text()
+    assert "stop after notebook 6" in intro
+    assert "notebook 0 says how" in (REPO / "snippets" / "6_configure_platform.md").read_text()
+
+
 def test_a_started_wait_counts_only_what_is_left_after_the_cells_between() -> None:
     clock = {"reading": {"words_per_minute": {"value": 100}, "minutes_per_cell": {"value": 1},
                          "minutes_per_question": {"value": 4}},
