@@ -78,13 +78,21 @@ def render(nb: nbformat.NotebookNode) -> str:
 
 
 def build(out: Path, snippets: Path = SNIPPETS, page: Path | None = None) -> list[Path]:
-    """Write the notebooks and images into out/ and the clock page (default out/clock.md)."""
+    """Write the notebooks and images into out/ and the clock page (default out/clock.md).
+
+    A markdown cell's LAB_TIME becomes the whole lab's time from the clock (lab_clock.lab_time).
+    """
     out.mkdir(parents=True, exist_ok=True)
     clock = lab_clock.load(snippets / "clock.yml")
-    written, totals = [], {}
+    notebooks, totals = {}, {}
     for snippet in snippet_files(snippets):
-        target = out / f"{snippet.stem}.ipynb"
-        nb, totals[snippet.stem] = convert(snippet, clock)
+        notebooks[snippet.stem], totals[snippet.stem] = convert(snippet, clock)
+    written, lab_time = [], lab_clock.lab_time(totals)
+    for stem, nb in notebooks.items():  # the whole lab's time, where the text says it
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = cell.source.replace(lab_clock.LAB_TIME, lab_time)
+        target = out / f"{stem}.ipynb"
         target.write_text(render(nb), encoding="utf-8")
         written.append(target)
     source_images = snippets / IMAGES
