@@ -22,7 +22,8 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/train
 export MPLBACKEND := Agg
 
 .PHONY: all setup notebooks book test test-notebooks test-notebooks-kind lint \
-	sample-data train serve bench-train bench-serve screenshots words clean
+	sample-data train serve bench-train bench-serve screenshots words clean \
+	report doctor sample-report
 
 all: setup notebooks book ## Install everything if needed, then build the notebooks and the book
 
@@ -72,6 +73,22 @@ test-notebooks-kind: $(STAMP) ## Run notebooks 6-8 against a kind cluster (needs
 
 lint: $(STAMP) ## Ruff on all Python
 	$(BIN)/ruff check .
+
+## ---- the hand-in ----------------------------------------------------------
+
+# The report and the doctor use only Python's standard library and kubectl, so they run on
+# the Jupyter server, which has no .venv: the first python3 found unless .venv exists.
+REPORT_PYTHON ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+REPORT_ARGS ?=
+
+report: ## Write lab-report.json and lab-report.html from your cluster (end of notebook 8)
+	$(REPORT_PYTHON) tools/lab_report.py $(REPORT_ARGS)
+
+doctor: ## Say where you are in the lab, what is wrong and what to do next
+	$(REPORT_PYTHON) tools/lab_report.py --doctor $(REPORT_ARGS)
+
+sample-report: $(STAMP) ## Rewrite the book's sample report (book/sample/) from the test's run
+	UPDATE_SAMPLE_REPORT=1 $(BIN)/pytest tests/test_lab_report.py -k good_story -o addopts=
 
 ## ---- training and serving -----------------------------------------------
 

@@ -57,6 +57,9 @@ if [ -f "$PRIVATE_KEY" ]; then
   if ! ssh-add -l 2>/dev/null | grep -qF "$(ssh-keygen -lf "$PRIVATE_KEY" | awk '{print $2}')"; then
     ssh-add -q "$PRIVATE_KEY"
   fi
+else
+  echo "No SSH key at $PRIVATE_KEY, so no ssh-agent: Ansible and ssh cannot reach the nodes." \
+    "Run notebook 0's \"Upload an SSH key\" cell (it makes the key), then source env.sh again." >&2
 fi
 
 echo "Lab environment: REPO_DIR=$REPO_DIR" \

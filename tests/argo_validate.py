@@ -545,13 +545,17 @@ def expression_problems(docs: list[tuple[str, dict]]) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
-def branches(text: str, flag: str = "gpu") -> dict[str, str]:
+def branches(text: str, flag: str = "gpu", fixed: dict[str, str] | None = None
+             ) -> dict[str, str]:
     """text as Argo renders it with the flag parameter "false" and "true".
 
-    Variables of plain tags stay as they are written; an expression that reads anything
-    but the flag (inputs. or workflow.parameters) raises ValueError.
+    Variables of plain tags stay as they are written; fixed gives other parameters a value
+    (name: value, as inputs. and workflow.parameters); an expression that reads anything
+    else raises ValueError.
     """
     keep = {name: f"{{{{{name}}}}}" for name in argo_expr.simple_tags(text)}
+    for name, value in (fixed or {}).items():
+        keep |= {f"inputs.parameters.{name}": value, f"workflow.parameters.{name}": value}
     values = ("false", "true")
     rendered = argo_expr.render([(text, {**keep, f"inputs.parameters.{flag}": v,
                                          f"workflow.parameters.{flag}": v}) for v in values])
@@ -562,12 +566,12 @@ def branches(text: str, flag: str = "gpu") -> dict[str, str]:
     return {v: r.value for v, r in zip(values, rendered, strict=True)}
 
 
-def pod_spec_patches(template: dict) -> dict[str, dict]:
+def pod_spec_patches(template: dict, **fixed: str) -> dict[str, dict]:
     """The JSON patch a podSpecPatch gives with gpu "false" and "true" (see branches)."""
     text = template.get("podSpecPatch")
     if not text:
         return {}
-    return {gpu: json.loads(patch) for gpu, patch in branches(text).items()}
+    return {gpu: json.loads(patch) for gpu, patch in branches(text, fixed=fixed).items()}
 
 
 def reference_problems(docs: list[tuple[str, dict]]) -> list[str]:

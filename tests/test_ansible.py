@@ -196,6 +196,20 @@ def test_project_inventories() -> None:
     assert defaults["cluster_registry"] == "registry.kube-system.svc.cluster.local:5000"
 
 
+def test_committed_inventories_leave_the_gpu_node_to_notebook_3() -> None:
+    """gpu-node comes from tools/lab_env.py's files; the committed ones never list it."""
+    from tools import lab_env
+
+    for path, part in ((ANSIBLE / "inventory.yml", lab_env.LAB_GPU_INVENTORY),
+                       (ANSIBLE / "k8s" / "inventory" / "mycluster" / "hosts.yaml",
+                        lab_env.KUBESPRAY_GPU_INVENTORY)):
+        text = path.read_text()
+        assert "uncomment" not in text.lower(), path.name
+        assert not re.search(r"^\s*#\s*gpu-node:", text, re.M), path.name  # no host to fill in
+        assert part.name in text, path.name  # the comment names the file that adds it
+        assert "gpu-node" not in inventory(path)["_meta"]["hostvars"], path.name
+
+
 def test_the_floating_ip_placeholder_is_in_exactly_the_documented_files() -> None:
     documented = {
         "ansible/ansible.cfg",
@@ -590,23 +604,55 @@ def test_pre_k8s_turns_ipv6_off_on_ens3_and_dns_off_on_ens4() -> None:
     ipv6 = sysctls["net.ipv6.conf.ens3.disable_ipv6"]
     assert ipv6["value"] == "1" and ipv6["state"] == "present" and ipv6["sysctl_set"] is True
     assert ipv6["sysctl_file"].startswith("/etc/sysctl.d/")
-    (netplan,) = [t for t in steps
-                  if t.get("ansible.builtin.copy", {}).get("dest", "").startswith("/etc/netplan/")]
-    written = yaml.safe_load(render(netplan["ansible.builtin.copy"]["content"], settings))
-    assert written == {"network": {"version": 2, "ethernets": {"ens4": {
-        "dhcp4-overrides": {"use-dns": False, "use-domains": False}}}}}
-    assert netplan["ansible.builtin.copy"]["mode"] == "0600"  # netplan warns otherwise
+    written = netplan_overrides(steps, settings)
+    assert set(written) == {"ens3", "ens4"}
+    # ens3: netplan 1.0 gives every interface it manages IPv6 link-local addressing unless
+    # the list is empty, and networkd then writes disable_ipv6=0, undoing the sysctl above.
+    assert written["ens3"] == {"link-local": []}
+    assert written["ens4"] == {"dhcp4-overrides": {"use-dns": False, "use-domains": False}}
+    netplans = [t for t in steps
+                if t.get("ansible.builtin.copy", {}).get("dest", "").startswith("/etc/netplan/")]
     (handler,) = play["handlers"]
-    assert netplan["notify"] == handler["name"]
     assert handler["ansible.builtin.command"] == "netplan apply"
-    # The change is applied, then checked, before the next task relies on name resolution.
+    for netplan in netplans:
+        assert netplan["ansible.builtin.copy"]["mode"] == "0600"  # netplan warns otherwise
+        assert netplan["notify"] == handler["name"]
+    # The changes are applied, then checked, before the next task relies on them.
     names = [t["name"] for t in steps]
     commands = [str(t.get("ansible.builtin.command", "")) for t in steps]
     flush = [t.get("ansible.builtin.meta") for t in steps].index("flush_handlers")
     (read,) = [i for i, c in enumerate(commands) if c.startswith("resolvectl dns ")]
     assert render(commands[read], settings) == "resolvectl dns ens4"
-    assert names.index(netplan["name"]) < flush < read
+    assert max(names.index(n["name"]) for n in netplans) < flush < read
     assert "trim == ''" in steps[read + 1]["ansible.builtin.assert"]["that"]
+    (ipv6_read,) = [i for i, c in enumerate(commands) if c.startswith("sysctl -n ")]
+    assert render(commands[ipv6_read], settings) == "sysctl -n net.ipv6.conf.ens3.disable_ipv6"
+    assert flush < ipv6_read
+    assert "trim == '1'" in steps[ipv6_read + 1]["ansible.builtin.assert"]["that"]
+
+
+def netplan_overrides(steps: list[dict], settings: dict[str, Any]) -> dict[str, dict]:
+    """What the playbook's netplan files set, by interface (netplan merges them by id)."""
+    merged: dict[str, dict] = {}
+    for t in steps:
+        copy = t.get("ansible.builtin.copy", {})
+        if copy.get("dest", "").startswith("/etc/netplan/"):
+            network = yaml.safe_load(render(copy["content"], settings))["network"]
+            assert network["version"] == 2, copy["dest"]
+            for name, settings_of in network["ethernets"].items():
+                merged[name] = merged.get(name, {}) | settings_of
+    return merged
+
+
+def test_netplan_check_catches_the_missing_link_local_override() -> None:
+    """Without the ens3 file, nothing keeps networkd from turning IPv6 back on."""
+    settings = load(ANSIBLE / "group_vars" / "all.yml")
+    (play,) = [p for p in load(ANSIBLE / "pre_k8s" / "pre_k8s_configure.yml")
+               if p["hosts"] == "nodes"]
+    without = [t for t in play["tasks"] if "public-ipv6" not in
+               t.get("ansible.builtin.copy", {}).get("dest", "")]
+    assert len(without) == len(play["tasks"]) - 1
+    assert "ens3" not in netplan_overrides(without, settings)
 
 
 def test_generated_secret_fixed_values_and_copies_with_ansible(tmp_path: Path) -> None:

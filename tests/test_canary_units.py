@@ -50,3 +50,19 @@ def test_window_and_version_are_checked() -> None:
         canary.queries("3 or 1", "10m")
     assert canary.main(["judge", "--version", "x", "--prometheus", "http://127.0.0.1:1"]) == \
         canary.USAGE
+
+
+def test_a_decision_keeps_the_outcome_the_rule_and_the_figures() -> None:
+    slow = figures(p95=0.5)
+    limits = canary.Thresholds()
+    kept = canary.decision(canary.judge(slow, figures(), limits), "4", "10m", limits, when=0)
+    assert kept["time"] == "1970-01-01T00:00:00Z"
+    assert (kept["version"], kept["window"], kept["passed"]) == ("4", "10m", False)
+    assert kept["rules_refused"] == ["p95 latency"]
+    assert kept["canary"]["p95_s"] == 0.5 and kept["production"]["p95_s"] == 0.05
+    assert kept["thresholds"]["p95_ratio"] == limits.p95_ratio
+    idle = canary.decision(canary.judge(figures(requests=0, p95=math.nan), figures(), limits),
+                           "4", "10m", limits)
+    # No data is None in JSON, not NaN (which json.dumps would write and JSON forbids).
+    assert idle["canary"]["p95_s"] is None and idle["divergence"] is None
+    assert idle["rules_refused"] == ["too few requests to judge"]

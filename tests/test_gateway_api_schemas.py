@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import gateway_api
 from tests.gateway_api import SCHEMAS
 from tools import gateway_api_schemas as tool
 
@@ -88,6 +89,8 @@ def test_extract_writes_the_selected_served_versions(tmp_path: Path) -> None:
 def test_committed_schemas_are_in_the_form_the_tool_writes(path: Path) -> None:
     schema = json.loads(path.read_text())
     kind, api_version, source = COMMENT.match(schema.pop("$comment")).groups()
+    # The release the schemas are of: the one versions.yml pins and the tests name.
+    assert source == f"Gateway API {gateway_api.RELEASE} (standard channel)", path.name
     plural, served = path.name.removeprefix("gateway.networking.k8s.io_").split(".")[:2]
     assert api_version == f"gateway.networking.k8s.io/{served}", path.name
     assert path.read_text() == tool.render(kind, api_version, source, schema)

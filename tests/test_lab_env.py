@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +146,28 @@ def test_env_sh_twice_changes_nothing(tmp_path: Path) -> None:
     once = source_env(tmp_path)
     twice = source_env(tmp_path, extra=f'source "{REPO}/env.sh" >/dev/null &&')
     assert twice["PATH"] == once["PATH"]
+
+
+def test_env_sh_says_what_to_do_without_a_key(tmp_path: Path) -> None:
+    """A missing key is not skipped in silence: the agent it would feed is what ssh needs."""
+    def sourced(key: Path) -> subprocess.CompletedProcess:
+        env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "PRIVATE_KEY": str(key),
+               "LAB_AGENT_SOCK": str(tmp_path / "agent.sock")}
+        script = (f'source "{REPO}/env.sh" >/dev/null && '
+                  'echo "agent=${SSH_AUTH_SOCK:-}" && echo "pid=${SSH_AGENT_PID:-}"')
+        return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True)
+
+    missing = sourced(tmp_path / "none")
+    assert missing.returncode == 0
+    assert f"No SSH key at {tmp_path / 'none'}" in missing.stderr
+    assert "Upload an SSH key" in missing.stderr and "agent=\n" in missing.stdout
+    key = tmp_path / "id_rsa"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    present = sourced(key)
+    try:
+        assert present.returncode == 0 and "No SSH key" not in present.stderr
+        assert f"agent={tmp_path / 'agent.sock'}" in present.stdout
+    finally:  # stop the agent this test started, by its id
+        pid = present.stdout.rpartition("pid=")[2].strip()
+        if pid:
+            os.kill(int(pid), signal.SIGTERM)

@@ -142,3 +142,21 @@ def test_an_unreachable_server_is_an_error_not_a_refusal(monkeypatch) -> None:
     with pytest.raises(Exception) as error:
         lifecycle.current(away, "GourmetGramFood11Model", "staging")
     assert not isinstance(error.value, lifecycle.LifecycleError)
+
+
+def test_gate_decisions_are_kept_as_version_tags(client, model) -> None:
+    import canary
+
+    name = model(2)
+    limits = canary.Thresholds()
+    busy = canary.Figures(200, 0, 0.05, {"a": 100, "b": 100})
+    slow = canary.Figures(200, 0, 0.9, {"a": 100, "b": 100})
+    refused_one = canary.decision(canary.judge(slow, busy, limits), "2", "10m", limits, when=60)
+    passed_one = canary.decision(canary.judge(busy, busy, limits), "2", "10m", limits, when=120)
+    keys = [lifecycle.record_gate(client, name, "2", d) for d in (passed_one, refused_one)]
+    assert keys == ["canary-gate.19700101T000200Z", "canary-gate.19700101T000100Z"]
+    tags = client.get_model_version(name, "2").tags
+    assert lifecycle.gate_decisions(tags) == [refused_one, passed_one]  # oldest first
+    assert lifecycle.gate_decisions(client.get_model_version(name, "1").tags) == []
+    with refused("has no version 3"):
+        lifecycle.record_gate(client, name, "3", passed_one)

@@ -85,16 +85,68 @@ def test_prometheus_discovers_the_app_namespaces_with_read_only_access() -> None
                               "verbs": ["get", "list", "watch"]}]
 
 
-def test_prometheus_retention_fits_its_volume() -> None:
-    objects = platform()
+# The keys Prometheus 3 reads under `storage:` in its configuration file (config/config.go
+# of prometheus/prometheus, read at commit 6dc464f2: StorageConfig `tsdb`, `exemplars`;
+# TSDBConfig `out_of_order_time_window`, `retention`; TSDBRetentionConfig `time`
+# (model.Duration) and `size` (units.Base2Bytes, where MB means MiB)). Prometheus 3.13
+# deprecates the --storage.tsdb.retention.* flags in favour of this section. Debian's
+# Prometheus 2.42, which the server tests run, predates it: those tests load
+# files/prometheus.yml, the scrape part, without it.
+STORAGE_KEYS: dict[str, Any] = {
+    "tsdb": {"out_of_order_time_window": None, "retention": {"time": None, "size": None}},
+    "exemplars": {"max_exemplars": None}}
+DURATION = re.compile(r"(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?")  # ParseDuration
+BASE2_BYTES = re.compile(r"\d+(B|[KMGTPE]i?B)")
+
+
+def unknown_keys(section: dict[str, Any], known: dict[str, Any], where: str = "") -> list[str]:
+    """Keys of a configuration section that the known key tree does not have."""
+    problems = []
+    for key, value in section.items():
+        if key not in known:
+            problems.append(f"{where}{key}")
+        elif isinstance(known[key], dict):
+            problems += unknown_keys(value or {}, known[key], f"{where}{key}.")
+    return problems
+
+
+def prometheus_config(flavour: str = "cloud") -> dict[str, Any]:
+    """The rendered Prometheus configuration file."""
+    config_map = find(platform(flavour), "ConfigMap", "prometheus-config")
+    return yaml.safe_load(config_map["data"]["prometheus.yml"])
+
+
+@pytest.mark.parametrize("flavour", ["cloud", "kind"])
+def test_prometheus_retention_is_in_the_config_file_and_fits_its_volume(flavour: str) -> None:
+    objects = platform(flavour)
     (container,) = find(objects, "Deployment", "prometheus")["spec"]["template"]["spec"][
         "containers"]
-    args = dict(a.lstrip("-").split("=", 1) for a in container["args"])
+    assert not [a for a in container["args"] if "retention" in a]  # deprecated in 3.13
+    storage = prometheus_config(flavour)["storage"]
+    assert unknown_keys(storage, STORAGE_KEYS) == []
+    retention = storage["tsdb"]["retention"]
+    assert DURATION.fullmatch(retention["time"]) and retention["time"]
+    assert BASE2_BYTES.fullmatch(retention["size"]), retention["size"]
+    values = load_yaml(K8S / "platform" / f"values{'-kind' if flavour == 'kind' else ''}.yaml")
+    assert retention == {"time": values["prometheus"]["retention"],
+                         "size": values["prometheus"]["retentionSize"]}
     claim = find(objects, "PersistentVolumeClaim", "prometheus-data")
-    size_mb = int(args["storage.tsdb.retention.size"].removesuffix("MB"))
+    size_mb = int(retention["size"].removesuffix("MB"))
     volume_gi = int(claim["spec"]["resources"]["requests"]["storage"].removesuffix("Gi"))
-    assert args["storage.tsdb.retention.time"] == "7d"
     assert size_mb < volume_gi * 1024 * 0.8  # room for the write-ahead log
+    if flavour == "cloud":
+        assert retention["time"] == "7d"
+    # The scrape part is the file the server tests run, unchanged.
+    scrape = yaml.safe_load((K8S / "platform" / "files" / "prometheus.yml").read_text())
+    assert {k: v for k, v in prometheus_config(flavour).items() if k != "storage"} == scrape
+
+
+def test_storage_key_check_catches_a_misspelled_key() -> None:
+    assert unknown_keys({"tsdb": {"retension": {"time": "7d"}}}, STORAGE_KEYS) == [
+        "tsdb.retension"]
+    assert unknown_keys({"tsdb": {"retention": {"size": "1GB", "bytes": 1}}}, STORAGE_KEYS) == [
+        "tsdb.retention.bytes"]
+    assert not BASE2_BYTES.fullmatch("1.5GB") and not DURATION.fullmatch("7 days")
 
 
 def test_monitoring_and_route_images_are_the_pinned_ones() -> None:

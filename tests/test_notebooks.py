@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import gzip
 import hashlib
 import http.server
 import os
@@ -267,6 +268,14 @@ def run_jq_install(tmp_path: Path, tamper: bool) -> subprocess.CompletedProcess:
         f"{'0' * 64}  jq-linux-arm64\n{digest}  jq-linux-amd64\n{'1' * 64}  jq-macos-amd64\n")
     if tamper:
         binary.write_text("#!/bin/sh\necho altered\n")
+    return run_download_cell(tmp_path, jq_install_cell(),
+                             "https://github.com/jqlang/jq/releases/download",
+                             {"JQ_VERSION": "1.7.1"})
+
+
+def run_download_cell(tmp_path: Path, source: str, release_url: str,
+                      env: dict[str, str]) -> subprocess.CompletedProcess:
+    """A download cell run in bash, its release URL served from tmp_path/release on loopback."""
     handler = functools.partial(http.server.SimpleHTTPRequestHandler,
                                 directory=str(tmp_path / "release"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -274,14 +283,12 @@ def run_jq_install(tmp_path: Path, tamper: bool) -> subprocess.CompletedProcess:
     bin_dir, downloads = tmp_path / "bin", tmp_path / "downloads"
     bin_dir.mkdir()
     downloads.mkdir()
-    source = (jq_install_cell()
-              .replace("https://github.com/jqlang/jq/releases/download",
-                       f"http://127.0.0.1:{server.server_address[1]}")
+    source = (source.replace(release_url, f"http://127.0.0.1:{server.server_address[1]}")
               .replace("/work/.local/bin", str(bin_dir))
               .replace("/tmp/lab-downloads", str(downloads)))
     try:
         return subprocess.run(["bash", "-c", source], capture_output=True, text=True,
-                              env={**os.environ, "JQ_VERSION": "1.7.1",
+                              env={**os.environ, **env,
                                    "PATH": f"{bin_dir}:{os.environ['PATH']}"}, timeout=60)
     finally:
         server.shutdown()
@@ -346,3 +353,40 @@ def test_the_jq_check_catches_a_broken_program() -> None:
     assert call[:3] == ["-er", "--arg", "v"]
     assert jq_compile_error(call)
     assert not jq_compile_error(["-e", ".status.nodes[] | .phase"])
+
+
+def run_argo_install(tmp_path: Path, tamper: bool) -> subprocess.CompletedProcess:
+    """Notebook 2's Argo CLI cell, run for real against a release folder served on loopback."""
+    nb = load(REPO / "notebooks" / "2_setup_env.ipynb")
+    (cell,) = [c for c in code_cells(nb) if "argo-linux-amd64.gz" in c.source]
+    assert "chameleon" in cell.metadata.get("tags", [])  # it downloads: Chameleon only
+    release = tmp_path / "release" / "v4.1.4"
+    release.mkdir(parents=True)
+    archive = release / "argo-linux-amd64.gz"  # a stand-in program, gzipped like the release's
+    archive.write_bytes(gzip.compress(b"#!/bin/sh\necho v4.1.4\n"))
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    (release / "argo-workflows-cli-checksums.txt").write_text(
+        f"{'0' * 64}  argo-darwin-amd64.gz\n{digest}  argo-linux-amd64.gz\n"
+        f"{'1' * 64}  argo-linux-arm64.gz\n")
+    if tamper:
+        archive.write_bytes(gzip.compress(b"#!/bin/sh\necho altered\n"))
+    return run_download_cell(tmp_path, cell.source,
+                             "https://github.com/argoproj/argo-workflows/releases/download",
+                             {"ARGO_VERSION": "v4.1.4"})
+
+
+def test_the_argo_cell_installs_a_binary_that_matches_the_release_checksum(
+    tmp_path: Path,
+) -> None:
+    result = run_argo_install(tmp_path, tamper=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "argo-linux-amd64.gz: OK" in result.stdout
+    assert result.stdout.rstrip().endswith("v4.1.4")
+    assert os.access(tmp_path / "bin" / "argo", os.X_OK)
+
+
+def test_the_argo_cell_refuses_a_binary_that_does_not_match(tmp_path: Path) -> None:
+    result = run_argo_install(tmp_path, tamper=True)
+    assert result.returncode != 0
+    assert "FAILED" in result.stdout + result.stderr
+    assert not (tmp_path / "bin" / "argo").exists()

@@ -296,3 +296,27 @@ def test_checkov_skips_are_justified() -> None:
     for check in skips:
         before = text.split(f"- {check}", 1)[0].rstrip().splitlines()
         assert before[-1].lstrip().startswith("#"), f"{check} needs a comment explaining the skip"
+
+
+def planned_resources(config: dict[str, list[dict[str, Any]]], gpu: bool) -> int:
+    """How many resources `terraform plan` adds: one per block, or one per for_each key."""
+    variables = labelled(config, "variable")
+    nodes = len(plain(variables["nodes"]["default"])) + (1 if gpu else 0)
+    sizes = {"${local.all_nodes}": nodes,
+             "${local.public_ports}": len(locals_of(config)["public_ports"])}
+    total = 0
+    for (kind, name), body in typed(config, "resource").items():
+        assert "count" not in body, f"{kind}.{name}: count the way for_each is counted"
+        total += sizes[body["for_each"]] if "for_each" in body else 1
+    return total
+
+
+def test_notebook_3_states_the_number_of_planned_resources(
+        config: dict[str, list[dict[str, Any]]]) -> None:
+    """network, subnet, security group and its rules, two ports and an instance a node, an IP."""
+    text = (REPO / "snippets" / "3_provision_tf.md").read_text()
+    (found,) = re.findall(r"N is (\d+) without the GPU node, (\d+) with it", text)
+    assert (int(found[0]), int(found[1])) == (planned_resources(config, gpu=False),
+                                              planned_resources(config, gpu=True))
+    ports = len(locals_of(config)["public_ports"])
+    assert planned_resources(config, gpu=False) == 1 + 1 + 1 + ports + 3 * 3 + 1

@@ -375,3 +375,16 @@ def test_a_required_gpu_that_is_missing_fails_before_any_run(tmp_path: Path, mon
     version_file = tmp_path / "version"
     assert flow.main(["normal", "--version-file", str(version_file)]) == flow.EXIT_BAD_INPUT
     assert version_file.read_text() == ""
+
+
+def test_training_twice_on_the_same_data_gives_the_same_model(tmp_path: Path):
+    """Seeded from the first random weight on: a retrain of the same code is the same model."""
+    from sample_data import make_sample_set
+    from trainer import train_scenario
+
+    data = make_sample_set(tmp_path / "data", 2, 1, 1, size=32)
+    cfg = load_config({"data_dir": str(data), "weights": "none", "head_epochs": 0,
+                       "finetune_epochs": 1, "image_size": 32}, env={})
+    first, second = (train_scenario("normal", cfg).state_dict() for _ in range(2))
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)

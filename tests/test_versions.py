@@ -133,3 +133,15 @@ def test_jetstream_check_catches_an_unlisted_version_and_a_release_without_a_cop
     assert event_bus_version(broken) not in jetstream_versions(versions()["argo_events_version"])
     with pytest.raises(AssertionError, match="no committed controller config for Argo Events"):
         jetstream_versions("v1.9.12")
+
+
+def test_the_controller_config_copy_lost_no_stream_default() -> None:
+    """Every default of the JetStream streams has its value (the copy once lost `300s`)."""
+    release = versions()["argo_events_version"]
+    path = REPO / "tests" / "schemas" / f"argo-events-{release}-controller-config.yaml"
+    (config_map,) = [d for d in yaml.safe_load_all(path.read_text())
+                     if d and d["kind"] == "ConfigMap"]
+    config = yaml.safe_load(config_map["data"]["controller-config.yaml"])
+    defaults = yaml.safe_load(config["eventBus"]["jetstream"]["streamConfig"])
+    assert [k for k, v in defaults.items() if v is None] == []
+    assert defaults["duplicates"] == "300s" and defaults["retention"] == defaults["discard"] == 0

@@ -89,3 +89,26 @@ def test_command_line_prints_the_answer_or_says_why_not(
     assert (captured.err == "") == (code == 0), captured.err
     expected = ["get", "workflow", "wf"] if argv[0] == "version" else ["get", "workflows"]
     assert asked == [[*expected, "-n", "argo"]]
+
+
+# What an inline lookup of the same things looks like in a cell (jq over the workflows).
+INLINE_LOOKUPS = ('select(.displayName == "train")',
+                  'select(.spec.workflowTemplateRef.name == "build-container-image")')
+
+
+def inline_lookups(text: str) -> list[str]:
+    """The inline jq lookups of a snippet that the tool replaces."""
+    return [pattern for pattern in INLINE_LOOKUPS if pattern in text]
+
+
+def test_the_notebooks_use_the_tool_not_inline_lookups() -> None:
+    """jq's `last` took the last build by name; generated names are random."""
+    snippets = sorted((WORKFLOWS.parent / "snippets").glob("*.md"))
+    assert {p.name: inline_lookups(p.read_text()) for p in snippets
+            if inline_lookups(p.read_text())} == {}
+    users = {p.stem for p in snippets if "tools/workflow_lookup.py" in p.read_text()}
+    assert "6_configure_platform" in users
+    # The check sees the form notebook 6 had.
+    old = ("jq -er --arg v \"$V\" '[.items[]\n"
+           "    | select(.spec.workflowTemplateRef.name == \"build-container-image\")")
+    assert inline_lookups(old) == [INLINE_LOOKUPS[1]]

@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 
 import config
+import kubernetes_validate
 import lifecycle
 import ops
 import pytest
 import yaml
 
 from tests import argo_validate as validate
+from tests import pod_spec
 from tests.k8s_render import versions
 
 REPO = Path(__file__).resolve().parent.parent
@@ -198,9 +200,11 @@ def test_every_expression_runs_with_every_parameter_value() -> None:
     assert len({(label, field) for label, field, _ in distinct}) == len(
         {(c.label, c.field) for c, _ in cases})
     assert len(distinct) == written - comments
-    patch = {dict(c.varied)["inputs.parameters.gpu"]: r.value for c, r in cases
+    patch = {(v["inputs.parameters.gpu"], v["inputs.parameters.dataset"]): r.value
+             for c, r in cases for v in [dict(c.varied)]
              if c.label == "train-model.yaml#0 template train" and c.field == "podSpecPatch"}
-    assert set(patch) == {"false", "true"} and patch["false"] == "{}"
+    assert set(patch) == {(g, d) for g in ("false", "true") for d in config.DATASETS}
+    assert patch["false", "sample"] == "{}"
 
 
 def broken_train_model(change) -> list[tuple[str, dict]]:
@@ -221,8 +225,8 @@ def test_expression_check_catches_a_more_indented_patch_line() -> None:
     docs = broken_train_model(indent)
     patch = next(t for t in dict(docs)["train-model.yaml#0"]["spec"]["templates"]
                  if t["name"] == "train")["podSpecPatch"]
-    # YAML kept the newlines before the three more-indented lines and after the last one.
-    assert patch.count("\n") == 4
+    # YAML kept the newlines around the four more-indented lines (two of them adjacent).
+    assert patch.count("\n") == 7
     problems = validate.expression_problems(docs)
     assert problems and all("literal not terminated" in p for p in problems), problems
     assert all("template train podSpecPatch" in p for p in problems)
@@ -236,7 +240,7 @@ def test_expression_check_catches_an_expression_cut_short() -> None:
 
 def test_expression_check_catches_bad_json_and_the_wrong_container() -> None:
     docs = broken_train_model(lambda text: text.replace('"1"} } } ] }', '"1"} } } ], }'))
-    assert any("with {'inputs.parameters.gpu': 'true'}" in p and "not valid JSON" in p
+    assert any("'inputs.parameters.gpu': 'true'}" in p and "not valid JSON" in p
                for p in validate.expression_problems(docs))
     docs = broken_train_model(lambda text: text.replace('[{"name": "main",', '[{"name": "x",'))
     assert any("must patch container 'main'" in p for p in validate.expression_problems(docs))
@@ -248,12 +252,13 @@ def test_expression_check_catches_an_unknown_name_and_a_bad_value() -> None:
         "{{= inputs.parameter.gpu == 'true' ? '{"))
     assert any("podSpecPatch" in p and "inputs.parameter is missing" in p
                for p in validate.expression_problems(docs))
-    # asInt of a value that is no number fails at run time, for that value only.
+    # asInt of a value that is no number fails at run time: here for each gpu value, with
+    # each dataset value (the patch reads both).
     docs = broken_train_model(lambda text: text.replace(
         "{{= inputs.parameters.gpu == 'true' ? '{",
         "{{= asInt(inputs.parameters.gpu) > 0 ? '{"))
     problems = validate.expression_problems(docs)
-    assert len(problems) == 2 and all("podSpecPatch" in p for p in problems), problems
+    assert len(problems) == 4 and all("podSpecPatch" in p for p in problems), problems
 
 
 def test_mutex_check_catches_a_missing_lock_and_a_deadlock() -> None:
@@ -298,11 +303,21 @@ def test_train_model_parameters() -> None:
     steps = {s["name"]: s for g in template("train-model", "main")["steps"] for s in g}
     assert list(steps) == ["image", "build-image", "mark-current", "prepare-data", "train",
                            "build"]
-    assert steps["build"]["when"] == "'{{steps.train.outputs.parameters.model-version}}' != ''"
+    # Argo's engine decides it: a build only for a registered version, and only when asked.
+    from tests.argo_expr import render, should_execute
+
+    when = steps["build"]["when"]
+    cases = [(v, b) for v in ("", "7") for b in ("true", "false")]
+    rendered = render([(when, {"steps.train.outputs.parameters.model-version": v,
+                               "workflow.parameters.build": b}) for v, b in cases])
+    decided = should_execute([" ".join(r.value.split()) for r in rendered])
+    assert [run for run, error in decided if not error] == [False, False, True, False], decided
+    assert wf_param("train-model", "build") == {
+        **wf_param("train-model", "build"), "value": "true", "enum": ["true", "false"]}
 
 
 def test_gpu_patch_targets_the_gpu_node_only_when_asked() -> None:
-    patches = validate.pod_spec_patches(template("train-model", "train"))
+    patches = validate.pod_spec_patches(template("train-model", "train"), dataset="sample")
     gpu, cpu = patches["true"], patches["false"]
     assert gpu["nodeSelector"] == {"gourmetgram.io/gpu": "true"}
     (main,) = gpu["containers"]
@@ -337,17 +352,22 @@ def test_food11_volume_is_filled_by_prepare_data_and_read_only_in_training() -> 
     import food11_data
 
     prepare, train = template("prepare-data", "prepare"), template("train-model", "train")
-    for t in (prepare, train):
-        (volume,) = t["volumes"]
-        claim = volume["persistentVolumeClaim"]["claimName"]
-        # local-path volumes live on one node: the GPU node has a claim of its own.
-        assert validate.branches(claim) == {"false": "food11-data", "true": "food11-data-gpu"}
-        assert set(validate.branches(claim).values()) == set(claims())
-        assert all(c["metadata"]["namespace"] == "argo" for c in claims().values())
-    (mount,) = train["container"]["volumeMounts"]
-    assert mount["readOnly"] is True and train["volumes"][0]["persistentVolumeClaim"]["readOnly"]
+    (volume,) = prepare["volumes"]
+    claim = volume["persistentVolumeClaim"]["claimName"]
+    # local-path volumes live on one node: the GPU node has a claim of its own.
+    assert validate.branches(claim) == {"false": "food11-data", "true": "food11-data-gpu"}
+    assert set(validate.branches(claim).values()) == set(claims())
+    assert all(c["metadata"]["namespace"] == "argo" for c in claims().values())
     (wmount,) = prepare["container"]["volumeMounts"]
-    assert "readOnly" not in wmount and wmount["mountPath"] == mount["mountPath"]
+    assert "readOnly" not in wmount
+    # Training reads the same claim, read-only, at the same place (see train_pods).
+    for gpu, claim_name in validate.branches(claim).items():
+        spec = train_pod(gpu, "food11")["spec"]
+        (main,) = spec["containers"]
+        (mount,) = [m for m in main["volumeMounts"] if m["mountPath"] == wmount["mountPath"]]
+        (data,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+        assert data["persistentVolumeClaim"] == {"claimName": claim_name, "readOnly": True}
+        assert mount["readOnly"] is True
     command = prepare["container"]["command"]
     assert command[:3] == ["python", "food11_data.py", "prepare"]
     args = food11_data.parser().parse_args(command[2:])
@@ -361,10 +381,79 @@ def test_food11_volume_is_filled_by_prepare_data_and_read_only_in_training() -> 
     assert f"RUN python sample_data.py {dirs['sample']}\n" in dockerfile
     # With gpu=true the prepare pod goes where the GPU training pod goes.
     gpu_patch = validate.pod_spec_patches(prepare)["true"]
-    train_patch = validate.pod_spec_patches(train)["true"]
+    train_patch = validate.pod_spec_patches(train, dataset="food11")["true"]
     assert gpu_patch["nodeSelector"] == train_patch["nodeSelector"]
     assert gpu_patch["tolerations"] == train_patch["tolerations"]
     assert validate.pod_spec_patches(prepare)["false"] == {}
+
+
+TRAIN_INPUTS = {"scenario": "normal", "subset": "0", "image": "registry:5000/gourmetgram-train:x"}
+
+
+def train_pod(gpu: str, dataset: str, train: dict | None = None) -> dict:
+    """The pod of train-model's train step for these gpu and dataset values."""
+    train = train or template("train-model", "train")
+    return pod_spec.pod(train, {**TRAIN_INPUTS, "gpu": gpu, "dataset": dataset})
+
+
+def data_mount_problems(train: dict) -> list[str]:
+    """Each pod of the train step must mount its node's Food-11 claim for food11 only."""
+    problems = []
+    for gpu in ("false", "true"):
+        for dataset in config.DATASETS:
+            found = pod_spec.claims(train_pod(gpu, dataset, train))
+            wanted = ({"/mnt/food11-data": "food11-data" + ("-gpu" if gpu == "true" else "")}
+                      if dataset == "food11" else {})
+            if found != wanted:
+                problems.append(f"gpu={gpu} dataset={dataset}: claims {found}, not {wanted}")
+    return problems
+
+
+def test_train_pod_mounts_the_food11_claim_only_for_food11() -> None:
+    """A sample run mounts no claim: a local-path volume would pin it to one node."""
+    assert data_mount_problems(template("train-model", "train")) == []
+    minor = versions()["kubernetes_minor"]
+    for gpu in ("false", "true"):
+        for dataset in config.DATASETS:
+            manifest = train_pod(gpu, dataset)
+            kubernetes_validate.validate(manifest, minor, strict=True)
+            env = {e["name"]: e.get("value") for e in manifest["spec"]["containers"][0]["env"]}
+            mounts = pod_spec.claims(manifest)
+            # The data the trainer reads is on the mounted claim, or baked into the image.
+            assert any(env[config.ENV_NAMES["data_dir"]].startswith(path + "/")
+                       for path in mounts) == (dataset == "food11")
+            assert ("nodeSelector" in manifest["spec"]) == (gpu == "true")
+
+
+def test_data_mount_check_catches_a_claim_mounted_for_every_data_set() -> None:
+    """The form that pinned every CPU run to one node: the claim in the template itself."""
+    train = copy.deepcopy(template("train-model", "train"))
+    train["container"]["volumeMounts"] = [
+        {"name": "food11-data", "mountPath": "/mnt/food11-data", "readOnly": True}]
+    train["volumes"] = [{"name": "food11-data", "persistentVolumeClaim": {
+        "claimName": "food11-data{{= inputs.parameters.gpu == 'true' ? '-gpu' : '' }}",
+        "readOnly": True}}]
+    problems = data_mount_problems(train)
+    assert len(problems) == 2 and all("dataset=sample" in p for p in problems), problems
+    # A patch that forgets the mount leaves the volume unmounted: still pinned, still caught.
+    train = copy.deepcopy(template("train-model", "train"))
+    train["podSpecPatch"] = train["podSpecPatch"].replace(
+        '"mountPath": "/mnt/food11-data", "readOnly": true}', '"mountPath": "/mnt/x"}')
+    assert any("not mounted" in p or "/mnt/x" in p for p in data_mount_problems(train))
+
+
+def test_pod_spec_merge_follows_the_merge_keys() -> None:
+    """Volumes merge by name, mounts by mountPath, `$patch: delete` removes an element."""
+    original = {"volumes": [{"name": "a", "emptyDir": {}}], "containers": [
+        {"name": "main", "image": "x", "volumeMounts": [{"name": "a", "mountPath": "/a"}]}]}
+    patch = {"volumes": [{"name": "a", "$patch": "delete"}, {"name": "b", "emptyDir": {}}],
+             "containers": [{"name": "main", "volumeMounts": [{"name": "b", "mountPath": "/a"}],
+                             "env": [{"name": "E", "value": "1"}]}],
+             "nodeSelector": {"k": "v"}}
+    assert pod_spec.strategic_merge(original, patch) == {
+        "volumes": [{"name": "b", "emptyDir": {}}], "nodeSelector": {"k": "v"},
+        "containers": [{"name": "main", "image": "x", "env": [{"name": "E", "value": "1"}],
+                        "volumeMounts": [{"name": "b", "mountPath": "/a"}]}]}
 
 
 def test_train_model_prepares_food11_before_training_and_only_for_food11() -> None:
@@ -742,3 +831,11 @@ def test_memory_limits_cover_the_measured_peaks() -> None:
     assert train["requests"]["memory"] == train["limits"]["memory"]
     assert config.parse_quantity(train["limits"]["memory"]) >= config.parse_quantity(
         config.MEMORY_PEAKS["train"])
+
+
+def test_train_readme_states_the_train_pods_memory_request() -> None:
+    """train/README.md explains the oversized peak against what the train pod reserves."""
+    readme = (REPO / "train" / "README.md").read_text()
+    request = pod_containers()[MEASURED["train"]]["resources"]["requests"]["memory"]
+    (stated,) = re.findall(r"The train pod reserves (\S+) \(request = limit", readme)
+    assert stated == request

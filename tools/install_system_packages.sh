@@ -3,12 +3,14 @@
 # - chromium: the book test loads the built site headless;
 # - golang-go + golang-github-antonmedv-expr-dev: the expr engine that Argo compiles
 #   `{{= ... }}` expressions with, built offline into a checker (tests/exprcheck/);
+# - golang-github-knetic-govaluate-dev: govaluate, which decides Argo's `when` conditions
+#   (tests/whencheck/, used by the story test);
 # - prometheus: a real server that the monitoring tests scrape the app with;
 # - busybox + docker-registry: the cluster's image-tag step runs in busybox and asks a
 #   registry; tests/test_image_tag.py runs it the same way against a real registry.
 set -euo pipefail
 
-packages=(chromium golang-go golang-github-antonmedv-expr-dev prometheus busybox docker-registry jq)
+packages=(chromium golang-go golang-github-antonmedv-expr-dev golang-github-knetic-govaluate-dev prometheus busybox docker-registry jq)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

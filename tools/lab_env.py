@@ -2,7 +2,8 @@
 
 ``lab.env`` holds ``NAME=value`` lines that ``env.sh`` loads into every Bash notebook and
 terminal, and that the Python notebooks read with ``load``. Notebooks 0 and 1 write the
-project, site, suffix, key name, lease name and GPU choice; notebook 3 the floating IP.
+project, site, suffix, key name, lease name and GPU choice; notebook 3 the floating IP;
+notebook 7 the version it trained (TRAINED_VERSION), which notebook 8 promotes.
 
     python tools/lab_env.py set FLOATING_IP=203.0.113.7     # from Bash
     python tools/lab_env.py gpu-inventory < private_ips.json  # Terraform's private_ips output
@@ -20,7 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 # The values each notebook may write, so that a typo in a name fails where it is made.
-KNOWN = {"SITE", "PROJECT", "SUFFIX", "KEY_NAME", "LEASE_NAME", "USE_GPU", "FLOATING_IP"}
+KNOWN = {"SITE", "PROJECT", "SUFFIX", "KEY_NAME", "LEASE_NAME", "USE_GPU", "FLOATING_IP",
+         "TRAINED_VERSION"}
 GPU_NODE = "gpu-node"
 # The generated inventory parts that add the GPU node (git ignores both).
 LAB_GPU_INVENTORY = REPO / "ansible" / "inventory-gpu.yml"

@@ -20,9 +20,14 @@ from pathlib import Path
 import nbformat
 import pypandoc
 
+if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tools import lab_clock  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 SNIPPETS = REPO / "snippets"
 NOTEBOOKS = REPO / "notebooks"
+CLOCK_PAGE = REPO / "book" / "clock.md"
 IMAGES = "images"
 
 LANGUAGES = {"bash": "bash", "python3": "python"}
@@ -34,8 +39,8 @@ def snippet_files(snippets: Path = SNIPPETS) -> list[Path]:
     return sorted(files, key=lambda p: int(p.stem.split("_", 1)[0]))
 
 
-def convert(snippet: Path) -> nbformat.NotebookNode:
-    """Convert one snippet file to a validated, deterministic notebook."""
+def convert(snippet: Path, clock: dict) -> tuple[nbformat.NotebookNode, lab_clock.Total]:
+    """One snippet as a validated, deterministic notebook with its clock stamped; its time."""
     raw = pypandoc.convert_file(
         str(snippet),
         "ipynb",
@@ -62,8 +67,9 @@ def convert(snippet: Path) -> nbformat.NotebookNode:
     first = nb.cells[0] if nb.cells else None
     if first is None or first.cell_type != "markdown" or not first.source.startswith("# "):
         raise ValueError(f"{snippet}: the first cell must be markdown starting with an H1 title")
+    total = lab_clock.stamp(nb.cells, clock)
     nbformat.validate(nb)
-    return nb
+    return nb, total
 
 
 def render(nb: nbformat.NotebookNode) -> str:
@@ -71,17 +77,20 @@ def render(nb: nbformat.NotebookNode) -> str:
     return nbformat.writes(nb, version=4) + "\n"
 
 
-def build(out: Path, snippets: Path = SNIPPETS) -> list[Path]:
-    """Write every notebook and the images into out/; return the notebook paths."""
+def build(out: Path, snippets: Path = SNIPPETS, page: Path | None = None) -> list[Path]:
+    """Write the notebooks and images into out/ and the clock page (default out/clock.md)."""
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    clock = lab_clock.load(snippets / "clock.yml")
+    written, totals = [], {}
     for snippet in snippet_files(snippets):
         target = out / f"{snippet.stem}.ipynb"
-        target.write_text(render(convert(snippet)), encoding="utf-8")
+        nb, totals[snippet.stem] = convert(snippet, clock)
+        target.write_text(render(nb), encoding="utf-8")
         written.append(target)
     source_images = snippets / IMAGES
     if source_images.is_dir():
         shutil.copytree(source_images, out / IMAGES, dirs_exist_ok=True)
+    (page or out / "clock.md").write_text(lab_clock.page(totals, clock), encoding="utf-8")
     return written
 
 
@@ -105,14 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail if notebooks/ is stale")
     args = parser.parse_args(argv)
     if not args.check:
-        for path in build(NOTEBOOKS):
+        for path in build(NOTEBOOKS, page=CLOCK_PAGE):
             print(f"wrote {path.relative_to(REPO)}")
+        print(f"wrote {CLOCK_PAGE.relative_to(REPO)}")
         return 0
     import tempfile
 
-    with tempfile.TemporaryDirectory() as tmp:
-        build(Path(tmp))
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as pages:
+        build(Path(tmp), page=Path(pages) / "clock.md")
         stale = differences(NOTEBOOKS, Path(tmp))
+        if (Path(pages) / "clock.md").read_text() != CLOCK_PAGE.read_text():
+            stale.append(str(CLOCK_PAGE.relative_to(REPO)))
     for name in stale:
         print(f"out of date: {name}", file=sys.stderr)
     if stale:

@@ -250,8 +250,7 @@ def capture(out: Path, mlflow_url: str, trained: Trained, app_url: str, promethe
                                  ("mlflow-run-metrics.png", run_charts),
                                  ("mlflow-confusion-matrix.png", confusion),
                                  ("mlflow-model-versions.png", versions),
-                                 ("gourmetgram-prediction.png", prediction),
-                                 ("prometheus-gate-query.png", prometheus)):
+                                 ("gourmetgram-prediction.png", prediction)):
                 sizes[name] = shoot(context, name, action, out)
         finally:
             browser.close()

@@ -20,11 +20,12 @@ import json
 import math
 import re
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
 
 # The platform chart's Prometheus (k8s/platform/templates/prometheus.yaml).
 PROMETHEUS_URL = "http://prometheus.gourmetgram-platform.svc.cluster.local:9090"
@@ -90,6 +91,19 @@ class Verdict:
     def passed(self) -> bool:
         """True when no rule refused."""
         return not self.refusals
+
+
+def users_seconds(rate: float, canary_percent: float, scrape_interval_s: float,
+                  limits: Thresholds | None = None) -> int:
+    """How long live users must play at rate for canary to answer min_requests, with margin.
+
+    Canary receives canary_percent of the requests, so it needs min_requests / (rate * share)
+    seconds; 20 % more covers a split that is not exact, and two scrape intervals the last
+    requests that Prometheus has not sampled yet when the gate asks.
+    """
+    limits = limits or Thresholds()
+    needed = limits.min_requests / (rate * canary_percent / 100)
+    return math.ceil(needed * 1.2 + 2 * scrape_interval_s)
 
 
 def check_window(text: str) -> str:
@@ -248,6 +262,29 @@ def report(verdict: Verdict, version: str, window: str) -> str:
     return "\n".join(lines)
 
 
+def _number(value: float) -> float | None:
+    """A figure for JSON: NaN (no data) becomes None."""
+    return None if math.isnan(value) else round(value, 6)
+
+
+def decision(verdict: Verdict, version: str, window: str, limits: Thresholds,
+             when: float | None = None) -> dict:
+    """The verdict as a record to keep: outcome, the rules that refused, figures and limits."""
+    def side(f: Figures) -> dict:
+        return {"requests": _number(f.requests), "error_ratio": _number(f.error_ratio),
+                "p95_s": _number(f.p95_s)}
+
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when)),
+        "version": version, "window": window, "passed": verdict.passed,
+        # Each refusal starts with its rule's name ("p95 latency: canary ...").
+        "rules_refused": [r.split(":")[0] for r in verdict.refusals],
+        "refusals": verdict.refusals,
+        "canary": side(verdict.canary), "production": side(verdict.production),
+        "divergence": _number(verdict.divergence), "thresholds": asdict(limits),
+    }
+
+
 def analyse(base_url: str, version: str, window: str, limits: Thresholds) -> Verdict:
     """Collect the figures from Prometheus and judge them."""
     figures = collect(base_url, version, window)
@@ -275,16 +312,20 @@ def thresholds_from(args: argparse.Namespace) -> Thresholds:
     return Thresholds(**{f.name: getattr(args, f.name) for f in fields(Thresholds)})
 
 
-def run_gate(args: argparse.Namespace) -> tuple[int, str]:
-    """Run the gate for parsed flags; return (exit code, message)."""
+def run_gate(args: argparse.Namespace,
+             keep: Callable[[dict], None] | None = None) -> tuple[int, str]:
+    """Run the gate for parsed flags; hand each verdict's decision() to keep; (code, message)."""
     if not args.version.isdigit():
         return USAGE, f"a model version is a number, not {args.version!r}"
+    limits = thresholds_from(args)
     try:
-        verdict = analyse(args.prometheus, args.version, args.window, thresholds_from(args))
+        verdict = analyse(args.prometheus, args.version, args.window, limits)
     except PrometheusUnreachable as e:
         return UNREACHABLE, f"{e} (retry; the gate never passes without data)"
     except QueryError as e:
         return REFUSED, str(e)
+    if keep is not None:
+        keep(decision(verdict, args.version, args.window, limits))
     message = report(verdict, args.version, args.window)
     return (OK if verdict.passed else REFUSED), message
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -10,6 +12,8 @@ ENVIRONMENTS = ("staging", "canary", "production")
 PROMOTIONS = {"staging": "canary", "canary": "production"}
 APPROVED_TAG = "approved"
 HISTORY_PREFIX = "history."
+# One model-version tag per canary-gate decision: canary-gate.<UTC time>, its JSON record.
+GATE_PREFIX = "canary-gate."
 # Keep the history tag well under MLflow's limit on tag values.
 HISTORY_LIMIT = 200
 
@@ -159,3 +163,16 @@ def check_promotion(
         raise LifecycleError(
             f"version {version} has not passed the staging tests (no {APPROVED_TAG}=true tag)"
         )
+
+
+def record_gate(client: MlflowClient, name: str, version: str, decision: dict) -> str:
+    """Keep one canary-gate decision (canary.decision) as a tag of the version; return its key."""
+    check_version(client, name, version)
+    key = GATE_PREFIX + decision["time"].replace("-", "").replace(":", "")
+    client.set_model_version_tag(name, version, key, json.dumps(decision, sort_keys=True))
+    return key
+
+
+def gate_decisions(tags: dict[str, str]) -> list[dict]:
+    """The canary-gate decisions among a version's tags, oldest first."""
+    return [json.loads(tags[key]) for key in sorted(tags) if key.startswith(GATE_PREFIX)]

@@ -22,6 +22,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 import canary
 import config
@@ -31,6 +32,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 OK, REFUSED, USAGE, RESTORED, NOT_RESTORED, UNREACHABLE = 0, 1, 2, 3, 4, 5
+PRODUCTION = "production"
 FAILED = REFUSED  # any other error, e.g. an --out folder that cannot be written
 # Longer than the chart's progressDeadlineSeconds (300), so that a version that never gets
 # ready shows as Degraded, and fails the deploy at once, before this wait runs out.
@@ -85,7 +87,7 @@ def cmd_download(args: argparse.Namespace) -> str:
             shutil.move(path, out / name)
     (out / VERSIONS_FILE).write_text(f"{version}\n")
     print(f"version {version} written to {out / ONNX_FILE}, {out / TORCH_FILE} and "
-          f"{out / VERSIONS_FILE}", file=sys.stderr)
+          f"{out / VERSIONS_FILE}", file=args.log)
     return version
 
 
@@ -109,7 +111,19 @@ def cmd_check_promotion(args: argparse.Namespace) -> str:
 
 def cmd_canary_analysis(args: argparse.Namespace) -> str:
     """Exit 0 only if live metrics say canary --version may replace production (canary.py)."""
-    code, message = canary.run_gate(args)
+    try:
+        first_release = lifecycle.aliases(client(), args.model).get(PRODUCTION) is None
+    except (lifecycle.LifecycleError, MlflowException):  # no such model: judge the figures
+        first_release = False
+    if first_release:
+        # The first release (notebook 6): no production traffic exists to compare it with.
+        return (f"production runs no version yet: version {args.version} is the first "
+                "release, with nothing to compare it with, so the gate lets it through")
+    keep = None
+    if args.record:  # the verdict, pass or refusal, as a tag of the version in MLflow
+        def keep(decision: dict) -> None:
+            lifecycle.record_gate(client(), args.model, args.version, decision)
+    code, message = canary.run_gate(args, keep)
     if code == canary.UNREACHABLE:
         raise ConnectionError(message)
     if code != canary.OK:
@@ -149,9 +163,9 @@ def cmd_deploy(args: argparse.Namespace) -> str:
     name = rollout.app_name(args.env)
     previous = rollout.rollout(
         api, name, args.tag, timeout=args.timeout, poll=args.poll,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
+        log=lambda line: print(line, file=args.log, flush=True),
     )
-    print(f"{name} runs {args.tag} (before: {previous or 'the chart default'})", file=sys.stderr)
+    print(f"{name} runs {args.tag} (before: {previous or 'the chart default'})", file=args.log)
     return args.tag
 
 
@@ -188,7 +202,10 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--target", required=True, choices=envs)
     cmd.add_argument("--version", required=True, type=version_number)
 
-    canary.add_gate_flags(add("canary-analysis", cmd_canary_analysis))
+    cmd = add("canary-analysis", cmd_canary_analysis)
+    canary.add_gate_flags(cmd)
+    cmd.add_argument("--record", action="store_true",
+                     help=f"keep the verdict as version tag {lifecycle.GATE_PREFIX}<UTC time>")
 
     for name, func in (("record-deploy", cmd_record_deploy),
                        ("record-rollback", cmd_record_rollback)):
@@ -211,29 +228,32 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one command; print its answer on stdout and any error on stderr; return the code."""
+def main(argv: list[str] | None = None, out: TextIO | None = None,
+         err: TextIO | None = None) -> int:
+    """Run one command; print its answer on out and any error on err (stdout, stderr)."""
+    out, err = out or sys.stdout, err or sys.stderr
     args = parser().parse_args(argv)
+    args.log = err
     try:
-        print(args.func(args))
+        print(args.func(args), file=out)
         return OK
     except lifecycle.LifecycleError as e:
-        print(f"ops.py {args.command}: refused: {e}", file=sys.stderr)
+        print(f"ops.py {args.command}: refused: {e}", file=err)
         return REFUSED
     except rollout.RolloutFailed as e:
-        print(f"ops.py {args.command}: {e}", file=sys.stderr)
+        print(f"ops.py {args.command}: {e}", file=err)
         return RESTORED if e.restored else NOT_RESTORED
     except rollout.ClusterError as e:
-        print(f"ops.py {args.command}: {e}", file=sys.stderr)
+        print(f"ops.py {args.command}: {e}", file=err)
         return UNREACHABLE if e.transient else FAILED
     except MlflowException as e:
-        print(f"ops.py {args.command}: MLflow: {e.message}", file=sys.stderr)
+        print(f"ops.py {args.command}: MLflow: {e.message}", file=err)
         return UNREACHABLE if e.error_code in TRANSIENT_MLFLOW else REFUSED
     except ConnectionError as e:
-        print(f"ops.py {args.command}: {e}", file=sys.stderr)
+        print(f"ops.py {args.command}: {e}", file=err)
         return UNREACHABLE
     except OSError as e:
-        print(f"ops.py {args.command}: {e}", file=sys.stderr)
+        print(f"ops.py {args.command}: {e}", file=err)
         return FAILED
 
 

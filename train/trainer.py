@@ -258,6 +258,9 @@ def train_scenario(
 ) -> nn.Module:
     """Build and train the model of a scenario; widen it (oversized) or slow it down (slow)."""
     pretrained = resolve_weights(cfg.weights)
+    # Seeded before the new layers get their random weights: two runs of the same code on
+    # the same data give the same model (a retrained canary predicts what production does).
+    torch.manual_seed(cfg.seed)
     model = build_model(scenario, pretrained=pretrained, image_size=cfg.image_size)
     model.pretrained = pretrained
     print(f"[train] {scenario} at {model.input_size} px, pretrained={pretrained}", flush=True)
