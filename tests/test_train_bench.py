@@ -38,6 +38,7 @@ def result(total: float, cached: bool, registered: bool = True) -> dict:
               {"epoch_seconds": 35.0, "feature_seconds": 0.0, "images_per_second": 30.0}]
     return {"total": total, "train": total - 50, "evaluate": 30.0, "epochs": epochs,
             "head_epochs": 2, "registered": registered, "tests_passed": 9 if registered else 7,
+            "failed_tests": [] if registered else ["test_accuracy", "test_recall"],
             "tests_total": 9, "accuracy": 0.8}
 
 
@@ -56,3 +57,13 @@ def test_the_table_puts_the_runs_side_by_side():
     assert row["accuracy"] == ["0.800", "0.800 |"]
     failed = bench.rows(result(100.0, True, registered=False))
     assert failed["gate"] == "FAILED 7/9"
+
+
+def test_the_verdict_compares_time_and_the_gate_decision():
+    """Half the time with the same tests failing: within and the same; another decision: not."""
+    old, new = result(160.0, False, registered=False), result(80.0, True, registered=False)
+    assert bench.verdict("food11", old, new) == (
+        "food11: cached / recomputed = 0.50 (within the 0.5 target); same gate result: True; "
+        "accuracy 0.800 -> 0.800")
+    line = bench.verdict("sample", result(100.0, False), result(60.0, True, registered=False))
+    assert "(OVER the 0.5 target); same gate result: False" in line

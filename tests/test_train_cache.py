@@ -1,7 +1,8 @@
-"""Head epochs on cached features: the same head as recomputing them, for a fraction of it."""
+"""Head epochs on cached features: the backbone runs once per image instead of every epoch."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import config
@@ -38,41 +39,40 @@ def train_head(cfg: config.TrainConfig) -> tuple[torch.nn.Module, list[dict], in
 
 @pytest.fixture(scope="module")
 def both_ways(sample_data: Path) -> dict[int, tuple[torch.nn.Module, list[dict], int]]:
-    """The head trained with cached features (1) and with features recomputed (0)."""
+    """The head trained on cached features (1) and the old way, recomputed (0)."""
     return {cache: train_head(head_only(sample_data, cache)) for cache in (1, 0)}
 
 
-def test_cached_features_train_the_same_head(both_ways):
-    """Same batches, same dropout, same features: the same weights and the same curve."""
-    (cached, cached_stats, _), (recomputed, recomputed_stats, _) = both_ways[1], both_ways[0]
-    for name, tensor in recomputed.classifier.state_dict().items():
-        assert torch.allclose(cached.classifier.state_dict()[name], tensor, atol=1e-5), name
-    for a, b in zip(cached_stats, recomputed_stats, strict=True):
-        assert a["val_accuracy"] == b["val_accuracy"]
-        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
-    for stats in (cached_stats, recomputed_stats):  # the time before the first head epoch
-        assert stats[0]["feature_seconds"] > 0 and stats[1]["feature_seconds"] == 0
-
-
-def test_the_backbone_runs_once_per_image_and_stays_frozen(both_ways):
-    """Cached: one forward pass per image in all; recomputed: one per image and epoch.
-
-    Both first measure the batch-norm statistics of the random weights on the training
-    images (one pass more), then leave the backbone as it is.
-    """
+def test_the_backbone_runs_once_per_image_when_cached(both_ways):
+    """Cached: the backbone sees each image once (after measuring its batch norms); the old
+    way: each training and validation image again in every head epoch."""
     train = val = PER_CLASS * len(CLASS_NAMES)
-    assert both_ways[1][2] == train + (train + val)
-    assert both_ways[0][2] == train + 2 * (train + val)  # two head epochs
+    assert both_ways[1][2] == train + (train + val)  # calibration, then the features
+    assert both_ways[0][2] == 2 * (train + val)  # two head epochs
+    for stats in both_ways[1][1], both_ways[0][1]:
+        assert [s["epoch"] for s in stats] == [1, 2]
+    assert both_ways[1][1][0]["feature_seconds"] > 0 == both_ways[1][1][1]["feature_seconds"]
+    assert all(s["feature_seconds"] == 0 for s in both_ways[0][1])
+
+
+def test_cached_head_epochs_leave_the_backbone_as_calibrated(both_ways, sample_data):
+    """The weights stay those of the untrained model, and the batch-norm statistics those
+    measured before the head epochs; the old way moves them (training mode)."""
+    cfg = head_only(sample_data, 1)
     torch.manual_seed(0)
-    untrained = build_model("normal", pretrained=False).features.named_parameters()
-    cached, recomputed = (both_ways[c][0].features.state_dict() for c in (1, 0))
-    for name, weight in untrained:
+    untrained = build_model("normal", pretrained=False, image_size=cfg.image_size)
+    reference = copy.deepcopy(untrained)
+    loader = make_loader(sample_data, "training", eval_transform(cfg.image_size),
+                         cfg.batch_size, subset=PER_CLASS)
+    trainer.calibrate_batch_norm(reference, loader, torch.device("cpu"))
+    cached, old = (both_ways[c][0].features.state_dict() for c in (1, 0))
+    for name, weight in untrained.features.named_parameters():
         assert torch.equal(cached[name], weight.detach()), name
-    # batch-norm statistics included: the head epochs moved nothing in either path
-    assert all(torch.equal(cached[k], v) for k, v in recomputed.items())
+        assert torch.equal(old[name], weight.detach()), name
+    expected = reference.features.state_dict()
     means = [k for k in cached if k.endswith("running_mean")]
-    assert means and not any(torch.equal(cached[k], torch.zeros_like(cached[k]))
-                             for k in means)  # measured, not the initial zeros
+    assert means and all(torch.allclose(cached[k], expected[k], atol=1e-6) for k in means)
+    assert not all(torch.allclose(old[k], expected[k], atol=1e-6) for k in means)
 
 
 def test_calibration_measures_the_statistics_of_the_images(sample_data):

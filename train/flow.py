@@ -190,6 +190,7 @@ def run_pipeline(scenario: str, cfg: TrainConfig, timings: dict[str, object]) ->
                                    f"(pytest exit {result.returncode}); see its output above")
         timings["evaluate"] = time.perf_counter() - start
         timings.update(tests_passed=result.passed, tests_total=result.total,
+                       failed_tests=list(result.failures),
                        accuracy=result.metrics.get("accuracy"))
 
         start = time.perf_counter()

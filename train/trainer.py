@@ -87,30 +87,6 @@ def pooled_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return torch.flatten(nn.functional.adaptive_avg_pool2d(model.features(images), 1), 1)
 
 
-class FrozenBackbone(nn.Module):
-    """The classifier on a frozen backbone whose batch norms stay in eval mode.
-
-    In eval mode a batch norm uses its stored statistics instead of the batch's and does not
-    update them, so the features of an image do not change while only the head learns.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def train(self, mode: bool = True) -> FrozenBackbone:
-        """Set the head's mode; the backbone stays in eval mode."""
-        super().train(mode)
-        self.model.features.eval()
-        return self
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits: the frozen backbone's features (no gradient), then the head."""
-        with torch.no_grad():
-            features = pooled_features(self.model, images)
-        return self.model.classifier(features)
-
-
 def calibrate_batch_norm(model: nn.Module, loader: DataLoader, device: torch.device) -> int:
     """Set the backbone's batch-norm statistics to those of the first images of loader.
 
@@ -151,43 +127,38 @@ def extract_features(
 
 
 def head_loaders(
-    model: nn.Module, data_dir: Path, val: DataLoader, cfg: TrainConfig, device: torch.device,
+    model: nn.Module, data_dir: Path, train: DataLoader, val: DataLoader, cfg: TrainConfig,
+    device: torch.device,
 ) -> tuple[nn.Module, DataLoader, DataLoader, float]:
     """What the head epochs run on: (module, training and validation loaders, seconds spent).
 
-    The head learns from the training images as evaluation and the app preprocess them (no
-    augmentation: train/README.md says why). cfg.cache_features 1: the head alone, on
-    features computed here once per image; 0: the head on the frozen backbone, which
-    computes the same features again in every epoch. Both draw the same batches in the
-    same order and the same dropout, so they train the same head. Random weights first get
-    their batch-norm statistics measured (calibrate_batch_norm); the seconds count that too.
+    cfg.cache_features 0 is the old way, kept for the benchmark: the whole model in training
+    mode on the augmented loader, so the frozen backbone runs again on every image in every
+    epoch (and its batch norms follow each batch). 1: the backbone in eval mode computes the
+    features of every training and validation image once, un-augmented (train/README.md says
+    why), and the head alone trains on them. Random weights first get their batch-norm
+    statistics measured (calibrate_batch_norm); the seconds count that too.
     """
+    if not cfg.cache_features:
+        return model, train, val, 0.0
     workers = _workers(cfg, device)
-
-    def images(shuffle: bool) -> DataLoader:
-        return make_loader(data_dir, "training", eval_transform(model.input_size),
-                           cfg.batch_size, shuffle=shuffle, workers=workers, seed=cfg.seed,
-                           subset=cfg.subset)
-
+    images = make_loader(data_dir, "training", eval_transform(model.input_size),
+                         cfg.batch_size, workers=workers, subset=cfg.subset)
     start = time.perf_counter()
     if not getattr(model, "pretrained", False):
-        with torch.random.fork_rng(devices=[]):
-            used = calibrate_batch_norm(model, images(shuffle=False), device)
+        used = calibrate_batch_norm(model, images, device)
         print(f"[train] random weights: batch-norm statistics measured on {used} training "
               f"images in {time.perf_counter() - start:.1f} s", flush=True)
-    if not cfg.cache_features:
-        return FrozenBackbone(model), images(shuffle=True), val, time.perf_counter() - start
     extracting = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):  # the random draws stay those of the other path
-        cached = [extract_features(model, loader, device) for loader in (images(False), val)]
+    cached = [extract_features(model, loader, device) for loader in (images, val)]
     seconds = time.perf_counter() - extracting
     n_images = sum(len(c) for c in cached)
     print(f"[train] features of the frozen backbone: {n_images} images, once, in "
           f"{seconds:.1f} s ({n_images / seconds:.1f} images/s)", flush=True)
-    seconds = time.perf_counter() - start
-    train = DataLoader(cached[0], batch_size=cfg.batch_size, shuffle=True,
-                       generator=torch.Generator().manual_seed(cfg.seed))
-    return model.classifier, train, DataLoader(cached[1], batch_size=cfg.batch_size), seconds
+    loader = DataLoader(cached[0], batch_size=cfg.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    return (model.classifier, loader, DataLoader(cached[1], batch_size=cfg.batch_size),
+            time.perf_counter() - start)
 
 
 def fit(
@@ -216,7 +187,8 @@ def fit(
         model.classifier.requires_grad_(True)
         features_s = 0.0
         if stage == "head":
-            net, train, val, features_s = head_loaders(model, data_dir, val_loader, cfg, device)
+            net, train, val, features_s = head_loaders(model, data_dir, train_loader,
+                                                       val_loader, cfg, device)
             optimizer = torch.optim.Adam(model.classifier.parameters(), lr=cfg.head_lr)
         else:
             net, train, val = model, train_loader, val_loader
