@@ -10,18 +10,24 @@ from pathlib import Path
 
 import onnx
 import torch
+from dataset import Food11Folder
 from flow import parse_junit, suite_command
-from model import TORCH_FILE, load_torch_model
+from model import TORCH_FILE, load_torch_model, save_for_serving
+from transforms import eval_transform
 
 from app.food11 import CLASS_NAMES, folder_name
+from tests.count_scoring import digest
 
 
-def run_suite(model_path: Path, data: Path, out: Path, **env: str):
-    """Run the evaluation suite the way flow.py does; return (process, junit counts, metrics)."""
+def run_suite(model_path: Path, data: Path, out: Path, *extra: str, **env: str):
+    """Run the evaluation suite the way flow.py does; return (process, junit counts, metrics).
+
+    extra: more pytest arguments; env: more environment variables.
+    """
     out.mkdir(parents=True, exist_ok=True)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("EVAL_", "TRAIN_"))}
-    proc = subprocess.run(suite_command(model_path, data, out), capture_output=True, text=True,
-                          env={**base, **env}, timeout=300)
+    proc = subprocess.run([*suite_command(model_path, data, out), *extra], capture_output=True,
+                          text=True, env={**base, **env}, timeout=300)
     junit, metrics = out / "junit.xml", out / "metrics.json"
     report = parse_junit(junit) if junit.exists() else None
     values = json.loads(metrics.read_text()) if metrics.exists() else {}
@@ -39,6 +45,38 @@ def test_trained_normal_model_passes_with_default_thresholds(trained_models, sam
     assert list(metrics["recall"]) == [folder_name(n) for n in CLASS_NAMES]
     assert sum(map(sum, metrics["confusion"])) == 110
     assert metrics["latency_ms"] > 0 and metrics["model_bytes"] > 1_000_000
+
+
+def test_the_suite_scores_each_image_and_its_mirror_once(
+    repo, trained_models, sample_data, tmp_path
+):
+    """Every test reads one shared scoring: each image, and its mirror image, goes in once."""
+    counts_file = tmp_path / "counts.json"
+    proc, report, _ = run_suite(trained_models["normal"], sample_data, tmp_path / "out",
+                                "-p", "tests.count_scoring", COUNT_SCORING_OUT=str(counts_file),
+                                PYTHONPATH=f"{repo}:{repo / 'train'}")
+    assert proc.returncode == 0 and report[1] == 0, proc.stdout[-3000:]
+    counts = json.loads(counts_file.read_text())
+    split = Food11Folder(sample_data / "evaluation", transform=eval_transform(64))
+    for index in range(len(split)):
+        image = split[index][0].numpy()
+        assert counts.get(digest(image)) == 1, split.samples[index]
+        assert counts.get(digest(image[..., ::-1])) == 1, split.samples[index]
+
+
+def test_a_model_that_ignores_the_image_fails_accuracy_and_recall(trained_models, sample_data,
+                                                                  tmp_path):
+    """One answer for every photo: the shared scores fail the two quality gates it breaks."""
+    model = load_torch_model(trained_models["normal"].with_name(TORCH_FILE))
+    with torch.no_grad():
+        model.classifier[-1].weight.zero_()
+        model.classifier[-1].bias.copy_(torch.eye(len(CLASS_NAMES))[0] * 5)
+    path = save_for_serving(model, tmp_path / "constant", "constant")
+    proc, report, metrics = run_suite(path, sample_data, tmp_path / "out")
+    assert proc.returncode == 1
+    assert {n.split("::")[1] for n in report[3]} == {
+        "test_accuracy_reaches_threshold", "test_every_class_reaches_recall_floor"}
+    assert metrics["accuracy"] == 1 / len(CLASS_NAMES) and metrics["flip_agreement"] == 1.0
 
 
 def copy_with_metadata(onnx_path: Path, out: Path, **metadata: str) -> Path:

@@ -129,6 +129,9 @@ class TrainConfig:
     finetune_lr: float = 1e-3
     num_workers: int = -1  # -1: 0 on a CPU, 4 when a GPU is present
     device: str = "auto"  # auto: the GPU if torch sees one; cuda: fail without one (gpu=true)
+    # 1: the head epochs train on the frozen backbone's features, computed once per image;
+    # 0: the backbone computes them again in every head epoch (the benchmark's comparison).
+    cache_features: int = 1
     seed: int = 0
     # Evaluation (the pytest suite in train/tests/ reads these).
     min_accuracy: float = 0.75
@@ -180,6 +183,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"max_logit_diff must be positive, got {cfg.max_logit_diff}")
     if cfg.weights not in WEIGHT_CHOICES:
         raise ConfigError(f"weights must be one of {WEIGHT_CHOICES}, got {cfg.weights!r}")
+    if cfg.cache_features not in (0, 1):
+        raise ConfigError(f"cache_features must be 0 or 1, got {cfg.cache_features}")
     if cfg.device not in DEVICE_CHOICES:
         raise ConfigError(f"device must be one of {DEVICE_CHOICES}, got {cfg.device!r}")
     return cfg

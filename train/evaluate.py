@@ -54,16 +54,34 @@ def load_onnx(path: Path) -> OnnxModel:
     return OnnxModel(session, dict(session.get_modelmeta().custom_metadata_map))
 
 
-def predict(model: Logits, loader: DataLoader, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Return (true labels, predicted labels) over loader; flip mirrors images left-right."""
-    truth, preds = [], []
-    for images, labels in loader:
+@dataclass
+class Scores:
+    """The model's logits for every image of a split and for its mirror image, in order."""
+
+    labels: np.ndarray  # N true class indices
+    logits: np.ndarray  # N x classes
+    flipped: np.ndarray  # N x classes, of the left-right mirrored images
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """The predicted class of each image."""
+        return self.logits.argmax(1)
+
+    @property
+    def flip_agreement(self) -> float:
+        """Share of images whose mirror image gets the same predicted class."""
+        return float(np.mean(self.flipped.argmax(1) == self.predictions))
+
+
+def score(model: Logits, loader: DataLoader) -> Scores:
+    """One pass over loader: the logits of each image and of its mirror image."""
+    labels, logits, flipped = [], [], []
+    for images, batch_labels in loader:
         batch = images.numpy()
-        if flip:
-            batch = batch[..., ::-1]
-        preds.append(model(batch).argmax(1))
-        truth.append(labels.numpy())
-    return np.concatenate(truth), np.concatenate(preds)
+        logits.append(model(batch))
+        flipped.append(model(batch[..., ::-1]))
+        labels.append(batch_labels.numpy())
+    return Scores(np.concatenate(labels), np.concatenate(logits), np.concatenate(flipped))
 
 
 def confusion(truth: np.ndarray, preds: np.ndarray, classes: int = len(CLASS_NAMES)) -> np.ndarray:

@@ -127,8 +127,12 @@ def log_evaluation(result: Evaluation, workdir: Path) -> None:
                      "failed_tests": ", ".join(result.failures)[:4000]})
 
 
-def run_pipeline(scenario: str, cfg: TrainConfig, timings: dict[str, float]) -> str:
-    """Run every stage; return the registered version, or '' when evaluation failed."""
+def run_pipeline(scenario: str, cfg: TrainConfig, timings: dict[str, object]) -> str:
+    """Run every stage; return the registered version, or '' when evaluation failed.
+
+    timings collects the seconds of each stage, each epoch's stats and the evaluation's
+    outcome (for bench.py).
+    """
     start = time.perf_counter()
     device = pick_device(cfg.device)  # fails here, before any run, when a GPU was required
     try:
@@ -153,8 +157,14 @@ def run_pipeline(scenario: str, cfg: TrainConfig, timings: dict[str, float]) -> 
         mlflow.set_tags({"scenario": scenario, "device": device.type, "dataset": cfg.dataset})
         mlflow.log_params({**dataclasses.asdict(cfg), "scenario": scenario,
                            **{f"images_{k}": v for k, v in counts.items()}})
-        model = train_scenario(scenario, cfg,
-                               on_epoch=lambda s: mlflow.log_metrics(s, step=int(s["epoch"])))
+        epochs: list[dict[str, float]] = []
+        timings.update(epochs=epochs, head_epochs=cfg.head_epochs)
+
+        def on_epoch(stats: dict[str, float]) -> None:
+            mlflow.log_metrics(stats, step=int(stats["epoch"]))
+            epochs.append(stats)
+
+        model = train_scenario(scenario, cfg, on_epoch=on_epoch)
         mlflow.log_params({"pretrained": model.pretrained, "input_size": model.input_size})
         mlflow.log_metric("parameter_bytes", parameter_bytes(model))
         timings["train"] = time.perf_counter() - start
@@ -179,6 +189,9 @@ def run_pipeline(scenario: str, cfg: TrainConfig, timings: dict[str, float]) -> 
             raise EvaluationBroken(f"the evaluation suite could not run "
                                    f"(pytest exit {result.returncode}); see its output above")
         timings["evaluate"] = time.perf_counter() - start
+        timings.update(tests_passed=result.passed, tests_total=result.total,
+                       failed_tests=list(result.failures),
+                       accuracy=result.metrics.get("accuracy"))
 
         start = time.perf_counter()
         log_evaluation(result, workdir)
@@ -205,7 +218,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", nargs="?", default="normal", choices=SCENARIOS)
-    parser.add_argument("--timings-json", type=Path, help="write stage timings here (bench)")
+    parser.add_argument("--timings-json", type=Path,
+                        help="write stage timings, epochs and test counts here (bench)")
     for f in dataclasses.fields(TrainConfig):
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, metavar="VALUE",
                             help=f"default {f.default} (env {ENV_NAMES[f.name]})")
@@ -226,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # a server that dies mid-run fails the run in seconds instead of retrying for minutes
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    timings: dict[str, float] = {}
+    timings: dict[str, object] = {}
     try:
         # Empty the version file first, so no stale version survives any failure below.
         write_version(config.version_file_setting(args.version_file), "")

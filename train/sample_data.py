@@ -11,6 +11,7 @@ laptop CPU in under a minute. Use the real Food-11 data for anything beyond plum
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import config  # also makes app/ importable when run as a script
 import numpy as np
+from dataset import SPLITS
 from PIL import Image, ImageDraw, ImageFilter
 
 from app.food11 import CLASS_NAMES, folder_name
@@ -155,16 +157,21 @@ assert len(LOOKS) == len(CLASS_NAMES)
 
 def draw_image(class_index: int, rng: random.Random, size: int = 64) -> Image.Image:
     """Draw one synthetic image of the given class, size x size pixels."""
+    return draw_photo(class_index, rng, size, size)
+
+
+def draw_photo(class_index: int, rng: random.Random, width: int, height: int) -> Image.Image:
+    """Draw one synthetic image of the given class, width x height pixels (any aspect)."""
     fg, bg, paint = LOOKS[class_index]
-    big = size * 2  # draw at twice the size, then downsample for smooth edges
-    img = Image.new("RGB", (big, big), _shade(rng, bg))
+    big_w, big_h = width * 2, height * 2  # draw at twice the size, then downsample
+    img = Image.new("RGB", (big_w, big_h), _shade(rng, bg))
     d = ImageDraw.Draw(img)
-    side = rng.uniform(0.45, 0.8) * big
-    x0, y0 = rng.uniform(0, big - side), rng.uniform(0, big - side)
+    side = rng.uniform(0.45, 0.8) * min(big_w, big_h)
+    x0, y0 = rng.uniform(0, big_w - side), rng.uniform(0, big_h - side)
     paint(d, (x0, y0, x0 + side, y0 + side), _shade(rng, fg), rng)
-    img = img.resize((size, size), Image.Resampling.LANCZOS)
+    img = img.resize((width, height), Image.Resampling.LANCZOS)
     img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.6)))
-    noise = np.random.default_rng(rng.getrandbits(32)).normal(0, 8, (size, size, 3))
+    noise = np.random.default_rng(rng.getrandbits(32)).normal(0, 8, (height, width, 3))
     pixels = np.clip(np.asarray(img, dtype=np.float32) + noise, 0, 255).astype(np.uint8)
     return Image.fromarray(pixels)
 
@@ -195,6 +202,39 @@ def make_sample_set(
     (root / "README.txt").write_text(
         "SYNTHETIC sample data made by train/sample_data.py: drawn patterns, not food photos.\n"
     )
+    return root
+
+
+# A stand-in for Food-11 on machines that cannot download it (bench.py): its photo size
+# and file names, drawn like the sample set.
+PHOTO_SIZE = (512, 384)
+PHOTO_MARKER = ".photo-set.json"
+
+
+def make_photo_set(
+    root: Path, per_class: int = 50, size: tuple[int, int] = PHOTO_SIZE, seed: int = 0
+) -> Path:
+    """Write a Food-11-shaped synthetic set (prepared layout, `<class>_<n>.jpg`); return root.
+
+    Every split gets per_class images of every class, width x height pixels. A folder that
+    already holds a set made with the same arguments is kept as it is (the marker file).
+    """
+    root = Path(root)
+    wanted = json.dumps({"per_class": per_class, "size": list(size), "seed": seed})
+    marker = root / PHOTO_MARKER
+    if marker.is_file() and marker.read_text() == wanted:
+        return root
+    for split_index, split in enumerate(SPLITS):
+        for class_index, name in enumerate(CLASS_NAMES):
+            rng = random.Random(f"photo-{seed}-{split_index}-{class_index}")
+            folder = root / split / folder_name(name)
+            folder.mkdir(parents=True, exist_ok=True)
+            for stale in folder.glob("*.jpg"):
+                stale.unlink()
+            for i in range(per_class):
+                draw_photo(class_index, rng, *size).save(folder / f"{class_index}_{i}.jpg",
+                                                         quality=90)
+    marker.write_text(wanted)
     return root
 
 

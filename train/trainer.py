@@ -13,10 +13,14 @@ from config import TrainConfig
 from dataset import make_loader
 from model import build_model, make_oversized, make_slow, resolve_weights
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 from transforms import eval_transform, train_transform
 
 EpochCallback = Callable[[dict[str, float]], None]
 PROGRESS_EVERY_S = 30.0  # within an epoch, print progress at most this often
+# Random weights come without batch-norm statistics: measure them on this many training
+# images before freezing the backbone (enough for a per-channel mean and variance).
+CALIBRATION_IMAGES = 256
 
 
 def pick_device(wanted: str = "auto") -> torch.device:
@@ -78,6 +82,85 @@ def _run_epoch(model, loader, device, optimizer=None, label: str = "") -> tuple[
     return total_loss / seen, correct / seen
 
 
+def pooled_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """What MobileNetV2 hands its classifier: the pooled last feature map, 1280 per image."""
+    return torch.flatten(nn.functional.adaptive_avg_pool2d(model.features(images), 1), 1)
+
+
+def calibrate_batch_norm(model: nn.Module, loader: DataLoader, device: torch.device) -> int:
+    """Set the backbone's batch-norm statistics to those of the first images of loader.
+
+    Each batch norm's running mean and variance become the average over the batches seen
+    (momentum None), as if it had trained on them; nothing else changes. Returns the count
+    of images used (CALIBRATION_IMAGES, or all of loader if it has fewer).
+    """
+    norms = [m for m in model.features.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    model.features.train()
+    seen = 0
+    with torch.no_grad():
+        for images, _ in loader:
+            model.features(images.to(device))
+            seen += len(images)
+            if seen >= CALIBRATION_IMAGES:
+                break
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    model.features.eval()
+    return seen
+
+
+def extract_features(
+    model: nn.Module, loader: DataLoader, device: torch.device
+) -> TensorDataset:
+    """The frozen backbone's features of every image of loader, computed once (eval mode)."""
+    model.features.eval()
+    features, labels = [], []
+    with torch.inference_mode():
+        for images, batch_labels in loader:
+            features.append(pooled_features(model, images.to(device)).cpu())
+            labels.append(batch_labels)
+    return TensorDataset(torch.cat(features), torch.cat(labels))
+
+
+def head_loaders(
+    model: nn.Module, data_dir: Path, train: DataLoader, val: DataLoader, cfg: TrainConfig,
+    device: torch.device,
+) -> tuple[nn.Module, DataLoader, DataLoader, float]:
+    """What the head epochs run on: (module, training and validation loaders, seconds spent).
+
+    cfg.cache_features 0 is the old way, kept for the benchmark: the whole model in training
+    mode on the augmented loader, so the frozen backbone runs again on every image in every
+    epoch (and its batch norms follow each batch). 1: the backbone in eval mode computes the
+    features of every training and validation image once, un-augmented (train/README.md says
+    why), and the head alone trains on them. Random weights first get their batch-norm
+    statistics measured (calibrate_batch_norm); the seconds count that too.
+    """
+    if not cfg.cache_features:
+        return model, train, val, 0.0
+    workers = _workers(cfg, device)
+    images = make_loader(data_dir, "training", eval_transform(model.input_size),
+                         cfg.batch_size, workers=workers, subset=cfg.subset)
+    start = time.perf_counter()
+    if not getattr(model, "pretrained", False):
+        used = calibrate_batch_norm(model, images, device)
+        print(f"[train] random weights: batch-norm statistics measured on {used} training "
+              f"images in {time.perf_counter() - start:.1f} s", flush=True)
+    extracting = time.perf_counter()
+    cached = [extract_features(model, loader, device) for loader in (images, val)]
+    seconds = time.perf_counter() - extracting
+    n_images = sum(len(c) for c in cached)
+    print(f"[train] features of the frozen backbone: {n_images} images, once, in "
+          f"{seconds:.1f} s ({n_images / seconds:.1f} images/s)", flush=True)
+    loader = DataLoader(cached[0], batch_size=cfg.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    return (model.classifier, loader, DataLoader(cached[1], batch_size=cfg.batch_size),
+            time.perf_counter() - start)
+
+
 def fit(
     model: nn.Module, data_dir: Path, cfg: TrainConfig, on_epoch: EpochCallback | None = None
 ) -> nn.Module:
@@ -96,32 +179,37 @@ def fit(
           f"{f' ({cfg.subset} per class)' if cfg.subset else ''}, {total} epochs, "
           f"batch {cfg.batch_size}, on {device.type}", flush=True)
     model.to(device)
-    head = list(model.classifier.parameters())
-    stages = [("head", cfg.head_epochs, cfg.head_lr, head),
-              ("finetune", cfg.finetune_epochs, cfg.finetune_lr, list(model.parameters()))]
     best_acc, best_state, epoch, spent = -1.0, None, 0, 0.0
-    for stage, epochs, lr, params in stages:
-        model.requires_grad_(False)
-        for p in params:
-            p.requires_grad_(True)
-        optimizer = torch.optim.Adam(params, lr=lr)
+    for stage, epochs in (("head", cfg.head_epochs), ("finetune", cfg.finetune_epochs)):
+        if not epochs:
+            continue
+        model.requires_grad_(stage == "finetune")
+        model.classifier.requires_grad_(True)
+        features_s = 0.0
+        if stage == "head":
+            net, train, val, features_s = head_loaders(model, data_dir, train_loader,
+                                                       val_loader, cfg, device)
+            optimizer = torch.optim.Adam(model.classifier.parameters(), lr=cfg.head_lr)
+        else:
+            net, train, val = model, train_loader, val_loader
+            optimizer = torch.optim.Adam(model.parameters(), lr=cfg.finetune_lr)
         # cosine decay: big steps early, small ones to settle at the end of each stage
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
         for _ in range(epochs):
             epoch += 1
-            start = time.perf_counter()
-            train_loss, train_acc = _run_epoch(model, train_loader, device, optimizer,
+            start = time.perf_counter() - features_s  # the first epoch pays for the features
+            train_loss, train_acc = _run_epoch(net, train, device, optimizer,
                                                f"epoch {epoch} training")
             train_s = time.perf_counter() - start
-            val_loss, val_acc = _run_epoch(model, val_loader, device,
-                                           label=f"epoch {epoch} validation")
+            val_loss, val_acc = _run_epoch(net, val, device, label=f"epoch {epoch} validation")
             seconds = time.perf_counter() - start
             spent += seconds
             # The estimate assumes the remaining epochs take as long as the mean so far.
             stats = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
                      "val_loss": val_loss, "val_accuracy": val_acc, "epoch_seconds": seconds,
-                     "images_per_second": n_train / train_s,
+                     "feature_seconds": features_s, "images_per_second": n_train / train_s,
                      "eta_seconds": spent / epoch * (total - epoch)}
+            features_s = 0.0
             print(f"epoch {epoch:2d} [{stage:8s}] train loss {train_loss:.3f} "
                   f"acc {train_acc:.3f} | val loss {val_loss:.3f} acc {val_acc:.3f} "
                   f"| {seconds:.1f} s on {device.type}, {stats['images_per_second']:.1f} "

@@ -20,7 +20,7 @@ import pytest
 import torch
 from config import TrainConfig, load_config
 from dataset import Food11Folder
-from evaluate import OnnxModel, load_onnx, predict, summarize
+from evaluate import OnnxModel, Scores, load_onnx, score, summarize
 from model import TORCH_FILE
 from torch.utils.data import DataLoader, Subset
 from transforms import eval_transform
@@ -105,10 +105,14 @@ def eval_loader(input_size: int, cfg: TrainConfig) -> DataLoader:
 
 
 @pytest.fixture(scope="session")
-def results(model: OnnxModel, eval_loader: DataLoader, metrics: dict) -> dict:
+def scores(model: OnnxModel, eval_loader: DataLoader) -> Scores:
+    """Every evaluation image and its mirror image, scored once for all the tests."""
+    return score(model, eval_loader)
+
+
+@pytest.fixture(scope="session")
+def results(scores: Scores, metrics: dict) -> dict:
     """Accuracy, per-class recall and confusion matrix on the evaluation split."""
-    truth, preds = predict(model, eval_loader)
-    summary = summarize(truth, preds)
-    summary["predictions"] = preds.tolist()
-    metrics.update({k: v for k, v in summary.items() if k != "predictions"})
+    summary = summarize(scores.labels, scores.predictions)
+    metrics.update(summary)
     return summary
