@@ -9,8 +9,11 @@ that reads the state while it runs sees what a student would. After each cell, t
 checks what the notebook's text says about the state: which version each alias holds and
 each environment serves, which promotion passes or is refused, what the history says.
 
-What only a cluster shows (image builds, Argo CD syncs, Kubernetes scheduling, the
-oversized model's OOM kill, real latencies) is the kind job's; CONTRIBUTING.md says which.
+Of notebook 8's three test models the story plays `slow` (it passes staging, and only the
+canary gate's p95 rule refuses it, on this machine's latencies; canary is rolled back) and
+`bad-architecture` (refused by the staging suite). What only a cluster shows (image builds,
+Argo CD syncs, Kubernetes scheduling, the `oversized` model's OOM kill, the latencies of the
+lab's nodes) is the kind job's; CONTRIBUTING.md says which.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import canary
+import lifecycle
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -44,8 +48,17 @@ SCRAPE_S = 1.0
 # One short epoch and an evaluation bar it clears: the story is about where versions go,
 # train/tests/ judge how good they are (the settings of tests/test_lifecycle_flow.py).
 # Training is seeded, so two normal runs on the same data give the same model.
+# 96 px, not the sample set's 64: the canary gate must refuse the `slow` model on the p95 rule
+# with a clear margin and pass the normal ones. Per photo on the 2-core test machine (ONNX
+# Runtime, one thread): normal 1.0 ms at 64 px, 1.3 ms at 96; slow 69 ms and 156 ms. The
+# gate's limit is production's p95 x 1.25 + 50 ms, 62-71 ms here (production 10-17 ms), which
+# slow's compute alone at 64 px barely exceeds. At 96 px, in this story: nb7's version on
+# canary 21 ms against a limit of 71 ms (passes), slow 247 ms against 66 ms (refused). The
+# size applies to notebook 7's Food-11 run too, which needs no more here. One torch thread
+# per training, so the trainings that run at once do not fight over the two cores.
 STORY_TRAINING = {"TRAIN_WEIGHTS": "none", "TRAIN_HEAD_EPOCHS": "0",
-                  "TRAIN_FINETUNE_EPOCHS": "1", "EVAL_MIN_ACCURACY": "0",
+                  "TRAIN_FINETUNE_EPOCHS": "1", "TRAIN_IMAGE_SIZE": "96",
+                  "OMP_NUM_THREADS": "1", "EVAL_MIN_ACCURACY": "0",
                   "EVAL_MIN_CLASS_RECALL": "0", "EVAL_MIN_FLIP_AGREEMENT": "0",
                   "EVAL_LATENCY_BUDGET_MS": "10000"}
 
@@ -210,64 +223,114 @@ def test_notebook_8_promotes_the_version_from_notebook_7(story: Story) -> None:
     values = story.values | lab_env.load()
     assert values["TRAINED_VERSION"] == story.values["NEW_VERSION"]
     trained, first = values["TRAINED_VERSION"], values["FIRST_VERSION"]
-    cells = submits("8_lifecycle_part_2.md", values | {
-        "STAGING_VERSION": trained, "SLOW_VERSION": "0", "BAD_VERSION": "0", "BIG_VERSION": "0"})
+    # The notebook's variables; the versions of its test models once they are known.
+    versions = {"STAGING_VERSION": trained, "SLOW_VERSION": "0", "BAD_VERSION": "0",
+                "BIG_VERSION": "0"}
+
+    def cells(template: str) -> list[dict[str, str]]:
+        """The parameters of each `argo submit` of template in notebook 8, in its order."""
+        return [p for t, p in submits("8_lifecycle_part_2.md", values | versions)
+                if t == template]
+
+    def live_users(params: dict[str, str]) -> None:
+        """A live-users cell, at a higher rate than the notebook's, as long as the gate needs."""
+        # The notebook's duration is what the gate needs at its rate (checked below); here
+        # the same count of canary requests at a higher rate.
+        rate = 40.0
+        seconds = canary.users_seconds(rate, 100 / CANARY_EVERY, SCRAPE_S)
+        story.run("live-users", {**params, "rate": f"{rate:g}", "duration": str(seconds)})
+
     # The three test models are trained first, without a build, while the student reads on.
-    scenario_runs = [p for t, p in cells if t == "train-model"]
-    assert sorted(p["scenario"] for p in scenario_runs) == ["bad-architecture", "oversized", "slow"]
+    scenario_runs = cells("train-model")
+    assert [p["scenario"] for p in scenario_runs] == ["slow", "bad-architecture", "oversized"]
     assert all(p.get("build") == "false" for p in scenario_runs), scenario_runs
-    # The story trains bad-architecture in the background (slow and oversized: see the module).
-    [bad_params] = [p for p in scenario_runs if p["scenario"] == "bad-architecture"]
-    bad_training = story.cluster.submit("train-model", **bad_params)
+    # The story trains slow and bad-architecture in the background (oversized: see the module).
+    slow_training = story.cluster.submit("train-model", **scenario_runs[0])
+    bad_training = story.cluster.submit("train-model", **scenario_runs[1])
     # "staging runs the version from notebook 7, production the first one".
     story.ended(story.build_of(trained))
     story.holds(staging=trained, production=first)
     story.serves(staging=trained, production=first)
 
-    promotions = [p for t, p in cells if t == "promote-model"]
-    to_canary = promotions[0]
-    assert (to_canary["source-environment"], to_canary["version"]) == ("staging", trained)
-    story.run("promote-model", to_canary)
+    promotions = cells("promote-model")
+    assert [(p["source-environment"], p["version"]) for p in promotions] == [
+        ("staging", trained), ("canary", trained), ("canary", trained),  # the version from nb7
+        ("staging", "0"), ("canary", "0"),  # slow
+        ("staging", "0")]  # bad-architecture, refused in its check
+    story.run("promote-model", promotions[0])
     story.holds(canary=trained)
     story.serves(canary=trained)
     # Nobody has used the new canary yet: the gate must refuse it.
-    to_production = promotions[1]
-    assert (to_production["source-environment"], to_production["version"]) == ("canary", trained)
-    idle = story.run("promote-model", to_production, phase="Failed")
+    idle = story.run("promote-model", promotions[1], phase="Failed")
     assert "too few requests" in story.step_failed(idle, "canary-analysis")
     story.holds(production=first)
 
-    # Live users, as long as the gate needs at the rate the notebook sends (derived, below);
-    # here at a higher rate, for the same count of canary requests.
-    [users] = [p for t, p in cells if t == "live-users"][:1]
-    rate = 40.0
-    seconds = canary.users_seconds(rate, 100 / CANARY_EVERY, SCRAPE_S)
-    story.run("live-users", {**users, "rate": f"{rate:g}", "duration": str(seconds)})
-    promoted = story.run("promote-model", to_production)
+    users = cells("live-users")
+    assert len(users) == 2, users  # before the promotion of nb7's version, and of slow
+    live_users(users[0])
+    promoted = story.run("promote-model", promotions[2])
     assert promoted.node("canary-analysis")["phase"] == "Succeeded"
     story.holds(canary=trained, production=trained)
     story.serves(canary=trained, production=trained)
     assert story.history("production") == [first, trained]
 
+    # slow: passes staging (the story's staging_flags) and reaches canary; only the canary
+    # gate's p95 rule refuses it, on live traffic against production.
+    story.ended(slow_training)
+    slow = versions["SLOW_VERSION"] = story.version_of(slow_training)
+    assert story.cluster.of("build-container-image")[-1].parameters["version"] != slow
+    builds = cells("build-container-image")
+    assert [p["version"] for p in builds] == [slow, "0", "0"], builds  # slow, bad, oversized
+    build = story.run("build-container-image", builds[0])
+    assert build.node("staging-suite")["phase"] == "Succeeded"
+    assert story.client.get_model_version(MODEL, slow).tags.get("approved") == "true"
+    story.holds(staging=slow)
+    story.serves(staging=slow)
+    promotions = cells("promote-model")
+    assert [(p["source-environment"], p["version"]) for p in promotions[3:5]] == [
+        ("staging", slow), ("canary", slow)]
+    story.run("promote-model", promotions[3])
+    story.holds(canary=slow, production=trained)
+    story.serves(canary=slow, production=trained)
+    assert story.history("canary") == [first, trained, slow]
+    live_users(users[1])
+    refused = story.run("promote-model", promotions[4], phase="Failed")
+    message = story.step_failed(refused, "canary-analysis")
+    # "canary has enough requests and no errors ... only the latency rule": each refusal is
+    # a line "  - <rule>: ..." (train/canary.py), and the gate recorded the same rules.
+    assert re.findall(r"^  - ([a-z0-9 ]+?):", message, re.MULTILINE) == ["p95 latency"], message
+    [decision] = lifecycle.gate_decisions(story.client.get_model_version(MODEL, slow).tags)
+    assert decision["rules_refused"] == ["p95 latency"], decision
+    story.holds(canary=slow, production=trained)
+    story.serves(canary=slow, production=trained)
+    assert story.history("production") == [first, trained]
+    # "rollback ... puts it back on the version before. It touches only canary, so start it
+    # and go on with the next model while it runs".
+    rollbacks = cells("rollback")
+    assert [p["environment"] for p in rollbacks] == ["canary", "production"], rollbacks
+    canary_rollback = story.cluster.submit("rollback", **rollbacks[0])
+
     # bad-architecture: built now, refused by the staging suite; nothing else moves.
     story.ended(bad_training)
-    bad = story.version_of(bad_training)
+    bad = versions["BAD_VERSION"] = story.version_of(bad_training)
     assert story.cluster.of("build-container-image")[-1].parameters["version"] != bad
-    cells = submits("8_lifecycle_part_2.md", values | {
-        "STAGING_VERSION": trained, "SLOW_VERSION": "0", "BAD_VERSION": bad, "BIG_VERSION": "0"})
-    builds = [p for t, p in cells if t == "build-container-image"]
-    assert [p["version"] for p in builds] == ["0", bad, "0"], builds  # slow, bad, oversized
-    build = story.run("build-container-image", builds[1], phase="Failed")
+    builds = cells("build-container-image")
+    assert [p["version"] for p in builds] == [slow, bad, "0"], builds
+    build = story.cluster.submit("build-container-image", **builds[1])
+    # "By now canary's rollback should be done; check that canary serves the good version".
+    story.ended(canary_rollback)
+    story.holds(canary=trained, production=trained)
+    story.serves(canary=trained, production=trained)
+    assert story.history("canary") == [first, trained]
+    story.ended(build, "Failed")
     story.step_failed(build, "staging-suite")
     assert story.client.get_model_version(MODEL, bad).tags.get("approved") is None
     story.serves(staging=bad, canary=trained, production=trained)
-    refused = story.run("promote-model", {"source-environment": "staging",
-                                          "target-environment": "canary", "version": bad},
-                        phase="Failed")
+    refused = story.run("promote-model", cells("promote-model")[5], phase="Failed")
     assert "has not passed the staging tests" in story.step_failed(refused, "check")
 
     # Roll back production: the initial version again, alias and history with it.
-    story.run("rollback", {"environment": "production"})
+    story.run("rollback", rollbacks[1])
     story.holds(production=first)
     story.serves(production=first)
     assert story.history("production") == [first]
