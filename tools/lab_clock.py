@@ -169,12 +169,6 @@ def timeline(clock: dict, cells: list[tuple[str, str]]) -> tuple[Total, list[lis
                  waiting=waiting, alongside=alongside), lefts
 
 
-def total(clock: dict, markdown: list[str], code: list[str]) -> Total:
-    """A notebook's total from its markdown cells, then its code cells (no starts)."""
-    cells = [("markdown", m) for m in markdown] + [("code", c) for c in code]
-    return timeline(clock, cells)[0]
-
-
 def headline(t: Total) -> str:
     """The line under a notebook's title."""
     return (f"**Time: about {t.minutes} minutes** (waiting {t.waiting:.1f}, reading and "

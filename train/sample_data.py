@@ -176,6 +176,26 @@ def draw_photo(class_index: int, rng: random.Random, width: int, height: int) ->
     return Image.fromarray(pixels)
 
 
+def write_splits(
+    root: Path, counts: dict[str, int], rng_key: str,
+    draw: Callable[[int, random.Random], Image.Image], file_name: Callable[[int, int], str],
+) -> None:
+    """Fill root/<split>/<class>/ with counts[split] drawn images each, old ones removed.
+
+    Each (split, class) gets its own random stream, f"{rng_key}-{split index}-{class index}",
+    so one folder's images do not depend on the counts of the others.
+    """
+    for split_index, (split, count) in enumerate(counts.items()):
+        for class_index, name in enumerate(CLASS_NAMES):
+            rng = random.Random(f"{rng_key}-{split_index}-{class_index}")
+            folder = root / split / folder_name(name)
+            folder.mkdir(parents=True, exist_ok=True)
+            for stale in folder.glob("*.jpg"):  # re-running with smaller counts leaves no extras
+                stale.unlink()
+            for i in range(count):
+                draw(class_index, rng).save(folder / file_name(class_index, i), quality=90)
+
+
 def make_sample_set(
     root: Path,
     train_per_class: int = 40,
@@ -190,15 +210,8 @@ def make_sample_set(
               "evaluation": eval_per_class}
     if min(counts.values()) < 1 or size < 8:
         raise ValueError("need at least one image per class and split, and size >= 8")
-    for split_index, (split, count) in enumerate(counts.items()):
-        for class_index, name in enumerate(CLASS_NAMES):
-            rng = random.Random(f"{seed}-{split_index}-{class_index}")
-            folder = root / split / folder_name(name)
-            folder.mkdir(parents=True, exist_ok=True)
-            for stale in folder.glob("*.jpg"):  # re-running with smaller counts leaves no extras
-                stale.unlink()
-            for i in range(count):
-                draw_image(class_index, rng, size).save(folder / f"{i:04d}.jpg", quality=90)
+    write_splits(root, counts, str(seed), lambda c, rng: draw_image(c, rng, size),
+                 lambda _c, i: f"{i:04d}.jpg")
     (root / "README.txt").write_text(
         "SYNTHETIC sample data made by train/sample_data.py: drawn patterns, not food photos.\n"
     )
@@ -224,16 +237,8 @@ def make_photo_set(
     marker = root / PHOTO_MARKER
     if marker.is_file() and marker.read_text() == wanted:
         return root
-    for split_index, split in enumerate(SPLITS):
-        for class_index, name in enumerate(CLASS_NAMES):
-            rng = random.Random(f"photo-{seed}-{split_index}-{class_index}")
-            folder = root / split / folder_name(name)
-            folder.mkdir(parents=True, exist_ok=True)
-            for stale in folder.glob("*.jpg"):
-                stale.unlink()
-            for i in range(per_class):
-                draw_photo(class_index, rng, *size).save(folder / f"{class_index}_{i}.jpg",
-                                                         quality=90)
+    write_splits(root, dict.fromkeys(SPLITS, per_class), f"photo-{seed}",
+                 lambda c, rng: draw_photo(c, rng, *size), lambda c, i: f"{c}_{i}.jpg")
     marker.write_text(wanted)
     return root
 
