@@ -105,7 +105,7 @@ serve: $(STAMP) ## Serve a model locally (MODEL_PATH, or the ALIAS version in lo
 	fi; \
 	exec $(BIN)/gunicorn --config app/gunicorn.conf.py --bind 127.0.0.1:$(PORT) app.server:app
 
-bench-train: sample-data ## Time training: Food-11-shaped set, features cached vs recomputed; sample set
+bench-train: sample-data ## Time training, old way vs cached, side by side: Food-11-shaped set, then the sample set
 	FOOD11_DATA_DIR=$(SAMPLE_DATA) $(PY) train/bench.py
 
 bench-serve: $(STAMP) ## Measure serving throughput and latency against the compute bound

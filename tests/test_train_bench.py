@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import bench
+import config
 from dataset import check_dataset
 from PIL import Image
 from sample_data import PHOTO_MARKER, make_photo_set
@@ -65,5 +66,23 @@ def test_the_verdict_compares_time_and_the_gate_decision():
     assert bench.verdict("food11", old, new) == (
         "food11: cached / recomputed = 0.50 (within the 0.5 target); same gate result: True; "
         "accuracy 0.800 -> 0.800")
-    line = bench.verdict("sample", result(100.0, False), result(60.0, True, registered=False))
+    line = bench.verdict("food11", result(100.0, False), result(60.0, True, registered=False))
     assert "(OVER the 0.5 target); same gate result: False" in line
+    same = bench.verdict("sample", result(60.0, False), result(60.0, False), timed=False)
+    assert same.endswith("(no time target); same gate result: True; accuracy 0.800 -> 0.800 "
+                         "(unchanged)"), same
+    moved = dict(result(60.0, False), accuracy=0.9)
+    assert "(CHANGED)" in bench.verdict("sample", result(60.0, False), moved, timed=False)
+
+
+def test_the_old_way_is_the_training_before_the_cache():
+    """recomputed: nothing cached, the whole network fine-tuned; cached: the set's schedule
+    (on the food11 subset, the last 5 blocks fine-tuned on their cached input)."""
+    runs = bench.both_ways([("food11", Path("photos"), bench.FOOD11_FLAGS)])
+    assert [r.name for r in runs] == ["food11 recomputed", "food11 cached"]
+    flags = dict(zip(bench.FOOD11_FLAGS[::2], bench.FOOD11_FLAGS[1::2], strict=True))
+    settings = {k.removeprefix("--"): v for k, v in flags.items()}
+    old, new = (config.load_config(settings, env=r.env) for r in runs)
+    assert (old.cache_features, old.finetune_blocks) == (0, 0)
+    assert (new.cache_features, new.finetune_blocks) == (1, 5)
+    assert (old.head_epochs, old.finetune_epochs) == (new.head_epochs, new.finetune_epochs)

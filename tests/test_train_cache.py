@@ -30,7 +30,7 @@ def train_head(cfg: config.TrainConfig) -> tuple[torch.nn.Module, list[dict], in
     torch.manual_seed(0)
     model = build_model("normal", pretrained=False, image_size=cfg.image_size)
     seen = [0]
-    model.features.register_forward_hook(lambda _m, args, _out: seen.__setitem__(
+    model.features[0].register_forward_hook(lambda _m, args, _out: seen.__setitem__(
         0, seen[0] + len(args[0])))
     stats: list[dict] = []
     fitted = trainer.fit(model, cfg.data_dir, cfg, stats.append)
@@ -63,7 +63,7 @@ def test_cached_head_epochs_leave_the_backbone_as_calibrated(both_ways, sample_d
     untrained = build_model("normal", pretrained=False, image_size=cfg.image_size)
     reference = copy.deepcopy(untrained)
     loader = make_loader(sample_data, "training", eval_transform(cfg.image_size),
-                         cfg.batch_size, subset=PER_CLASS)
+                         cfg.batch_size, shuffle=True, seed=cfg.seed, subset=PER_CLASS)
     trainer.calibrate_batch_norm(reference, loader, torch.device("cpu"))
     cached, old = (both_ways[c][0].features.state_dict() for c in (1, 0))
     for name, weight in untrained.features.named_parameters():
@@ -91,12 +91,36 @@ def test_calibration_measures_the_statistics_of_the_images(sample_data):
     assert norm.momentum == 0.1 and not model.features.training
 
 
+def test_calibration_sees_every_class_first(sample_data, monkeypatch):
+    """The images that measure the batch norms come shuffled: with room for 2 of the 3 per
+    class, all 11 classes are among them (in file order, only the first 8 would be)."""
+    monkeypatch.setattr(trainer, "CALIBRATION_IMAGES", 2 * len(CLASS_NAMES))
+    seen: list[int] = []
+    measure = trainer.calibrate_batch_norm
+
+    def recording(model, loader, device):
+        for _, labels in loader:
+            seen.extend(labels.tolist())
+            if len(seen) >= trainer.CALIBRATION_IMAGES:
+                break
+        return measure(model, loader, device)
+
+    monkeypatch.setattr(trainer, "calibrate_batch_norm", recording)
+    cfg = head_only(sample_data, 1)
+    model = build_model("normal", pretrained=False, image_size=cfg.image_size)
+    val = make_loader(sample_data, "validation", eval_transform(cfg.image_size),
+                      cfg.batch_size, subset=PER_CLASS)
+    trainer.cache(model, sample_data, val, cfg, torch.device("cpu"))
+    assert len(set(seen[:trainer.CALIBRATION_IMAGES])) == len(CLASS_NAMES), seen
+
+
 def test_pooled_features_are_what_the_head_gets(sample_data):
     """The cached vector of an image, through the head, gives the model's own logits."""
     torch.manual_seed(0)
     model = build_model("normal", pretrained=False).eval()
     loader = make_loader(sample_data, "validation", eval_transform(64), 8, subset=1)
-    cached = trainer.extract_features(model, loader, torch.device("cpu"))
+    cached, early = trainer.extract_features(model, loader, torch.device("cpu"))
+    assert early is None
     images = torch.stack([image for image, _ in loader.dataset])
     with torch.inference_mode():
         assert torch.allclose(model.classifier(cached.tensors[0]), model(images), atol=1e-4)
@@ -104,8 +128,69 @@ def test_pooled_features_are_what_the_head_gets(sample_data):
 
 
 def test_cache_features_is_a_switch():
-    """TRAIN_CACHE_FEATURES: 1 by default, 0 to recompute, anything else refused."""
-    assert config.load_config(env={}).cache_features == 1
+    """TRAIN_CACHE_FEATURES: 1 by default, 0 to recompute, anything else refused; the sample
+    set's schedule says 0 (random weights, the whole network learns)."""
+    assert config.load_config({"dataset": "food11"}, env={}).cache_features == 1
+    assert config.load_config(env={}).cache_features == 0
+    assert config.load_config(env={"TRAIN_CACHE_FEATURES": "1"}).cache_features == 1
     assert config.load_config(env={"TRAIN_CACHE_FEATURES": "0"}).cache_features == 0
     with pytest.raises(config.ConfigError, match="cache_features must be 0 or 1"):
         config.load_config({"cache_features": "2"}, env={})
+
+
+def top_tuned(sample_data: Path, cache: int, blocks: int = 2) -> config.TrainConfig:
+    """One head epoch, then two fine-tune epochs of the last `blocks` blocks only."""
+    return config.load_config({"data_dir": str(sample_data), "weights": "none",
+                               "subset": str(PER_CLASS), "head_epochs": "1",
+                               "finetune_epochs": "2", "finetune_blocks": str(blocks),
+                               "cache_features": str(cache)}, env={})
+
+
+@pytest.mark.parametrize("cache", [1, 0])
+def test_fine_tuning_the_top_leaves_the_blocks_below_as_they_were(sample_data, cache):
+    """finetune_blocks=2: blocks 0-16 keep their weights (cached, their batch-norm statistics
+    too; the old way's head epoch moves those), the top two blocks learn; cached, block 0
+    sees each image once (calibration, then the features every epoch reuses); the old way,
+    again in every epoch."""
+    cfg = top_tuned(sample_data, cache)
+    fitted, stats, seen = train_head(cfg)
+    torch.manual_seed(0)
+    untrained = build_model("normal", pretrained=False, image_size=cfg.image_size)
+    calibrated = copy.deepcopy(untrained)
+    if cache:
+        loader = make_loader(sample_data, "training", eval_transform(cfg.image_size),
+                             cfg.batch_size, shuffle=True, seed=cfg.seed, subset=PER_CLASS)
+        trainer.calibrate_batch_norm(calibrated, loader, torch.device("cpu"))
+    frozen, tuned = fitted.features[:17], fitted.features[17:]
+    reference = calibrated.features[:17].state_dict()
+    kept = frozen.state_dict() if cache else dict(frozen.named_parameters())
+    for name, value in kept.items():
+        assert torch.equal(value, reference[name]), name
+    before = untrained.features[17:].state_dict()
+    assert any(not torch.equal(v, before[k]) for k, v in tuned.state_dict().items())
+    images = PER_CLASS * len(CLASS_NAMES)
+    assert [s["epoch"] for s in stats] == [1, 2, 3]
+    assert seen == (3 * images if cache else 3 * 2 * images)
+
+
+def test_the_cached_top_computes_what_the_model_computes(sample_data):
+    """The top blocks on the stored output of the blocks below give the model's logits."""
+    torch.manual_seed(0)
+    model = build_model("normal", pretrained=False).eval()
+    loader = make_loader(sample_data, "validation", eval_transform(64), 8, subset=1)
+    pooled, early = trainer.extract_features(model, loader, torch.device("cpu"), first=14)
+    images = torch.stack([image for image, _ in loader.dataset])
+    with torch.inference_mode():
+        expected = model(images)
+        assert torch.allclose(trainer.top(model, 14)(early.tensors[0]), expected, atol=1e-4)
+        assert torch.allclose(model.classifier(pooled.tensors[0]), expected, atol=1e-4)
+
+
+def test_finetune_blocks_must_fit_the_backbone(sample_data):
+    """More blocks than MobileNetV2 has (19), or fewer than 0, is refused with the limit."""
+    with pytest.raises(config.ConfigError, match="finetune_blocks must be at most 19"):
+        trainer.fit(build_model("normal"), sample_data, top_tuned(sample_data, 1, 20))
+    with pytest.raises(config.ConfigError, match="finetune_blocks must not be negative"):
+        top_tuned(sample_data, 1, -1)
+    assert config.load_config({"dataset": "food11", "subset": "50"}, env={}).finetune_blocks == 5
+    assert config.load_config({"dataset": "food11"}, env={}).finetune_blocks == 0

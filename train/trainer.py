@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import config
@@ -82,17 +83,13 @@ def _run_epoch(model, loader, device, optimizer=None, label: str = "") -> tuple[
     return total_loss / seen, correct / seen
 
 
-def pooled_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """What MobileNetV2 hands its classifier: the pooled last feature map, 1280 per image."""
-    return torch.flatten(nn.functional.adaptive_avg_pool2d(model.features(images), 1), 1)
-
-
 def calibrate_batch_norm(model: nn.Module, loader: DataLoader, device: torch.device) -> int:
     """Set the backbone's batch-norm statistics to those of the first images of loader.
 
     Each batch norm's running mean and variance become the average over the batches seen
     (momentum None), as if it had trained on them; nothing else changes. Returns the count
-    of images used (CALIBRATION_IMAGES, or all of loader if it has fewer).
+    of images used (CALIBRATION_IMAGES, or all of loader if it has fewer). Give it a
+    shuffled loader, so that those images come from every class.
     """
     norms = [m for m in model.features.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
@@ -113,52 +110,143 @@ def calibrate_batch_norm(model: nn.Module, loader: DataLoader, device: torch.dev
     return seen
 
 
+def split_point(model: nn.Module, cfg: TrainConfig) -> int:
+    """How many of the backbone's first blocks stay frozen in fine-tuning (0: none)."""
+    blocks = len(model.features)
+    if cfg.finetune_blocks > blocks:
+        raise config.ConfigError(
+            f"finetune_blocks must be at most {blocks} (the backbone's blocks), "
+            f"got {cfg.finetune_blocks}")
+    return blocks - cfg.finetune_blocks if cfg.finetune_blocks else 0
+
+
+def top(model: nn.Module, first: int) -> nn.Sequential:
+    """The model from its feature block `first` on: what fine-tuning trains (shared weights)."""
+    return nn.Sequential(*model.features[first:], nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
+                         model.classifier)
+
+
+class Frozen(nn.Module):
+    """A part of the network that does not learn: no gradients, batch norms in eval mode."""
+
+    def __init__(self, part: nn.Module) -> None:
+        super().__init__()
+        self.part = part.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> Frozen:
+        """Whatever the mode asked, the part stays in eval mode."""
+        super().train(mode)
+        self.part.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The part's output, without recording the graph."""
+        with torch.no_grad():
+            return self.part(x)
+
+
 def extract_features(
-    model: nn.Module, loader: DataLoader, device: torch.device
-) -> TensorDataset:
-    """The frozen backbone's features of every image of loader, computed once (eval mode)."""
+    model: nn.Module, loader: DataLoader, device: torch.device, first: int = 0
+) -> tuple[TensorDataset, TensorDataset | None]:
+    """Run the frozen backbone once (eval mode) over every image of loader.
+
+    Returns its pooled features (what the head gets) and, when first > 0, the output of
+    its first `first` blocks (what the fine-tuned top gets), both on the CPU with the labels.
+    """
     model.features.eval()
-    features, labels = [], []
+    pooled, early, labels = [], [], []
     with torch.inference_mode():
         for images, batch_labels in loader:
-            features.append(pooled_features(model, images.to(device)).cpu())
+            x = model.features[:first](images.to(device))
+            if first:
+                early.append(x.cpu())
+            maps = model.features[first:](x)
+            pooled.append(torch.flatten(nn.functional.adaptive_avg_pool2d(maps, 1), 1).cpu())
             labels.append(batch_labels)
-    return TensorDataset(torch.cat(features), torch.cat(labels))
+    labels_all = torch.cat(labels)
+    return (TensorDataset(torch.cat(pooled), labels_all),
+            TensorDataset(torch.cat(early), labels_all) if first else None)
 
 
-def head_loaders(
-    model: nn.Module, data_dir: Path, train: DataLoader, val: DataLoader, cfg: TrainConfig,
-    device: torch.device,
-) -> tuple[nn.Module, DataLoader, DataLoader, float]:
-    """What the head epochs run on: (module, training and validation loaders, seconds spent).
+@dataclass
+class Cache:
+    """What the cached epochs train on: loaders of features computed once, and their cost."""
 
-    cfg.cache_features 0 is the old way, kept for the benchmark: the whole model in training
-    mode on the augmented loader, so the frozen backbone runs again on every image in every
-    epoch (and its batch norms follow each batch). 1: the backbone in eval mode computes the
-    features of every training and validation image once, un-augmented (train/README.md says
-    why), and the head alone trains on them. Random weights first get their batch-norm
-    statistics measured (calibrate_batch_norm); the seconds count that too.
+    head: tuple[DataLoader, DataLoader] | None  # pooled features: training, validation
+    top: tuple[DataLoader, DataLoader] | None  # output of the frozen blocks (finetune_blocks)
+    seconds: float
+
+
+def cache(
+    model: nn.Module, data_dir: Path, val: DataLoader, cfg: TrainConfig, device: torch.device
+) -> Cache:
+    """Compute once what the epochs would recompute: the frozen backbone's output.
+
+    cfg.cache_features 0 is the old way, kept for the benchmark: nothing is cached, so the
+    backbone runs again on every image in every epoch. 1: the backbone in eval mode runs
+    once over every training and validation image, un-augmented (train/README.md says why).
+    The head epochs train on its pooled features; with finetune_blocks, the fine-tune epochs
+    train the top blocks on the output of the blocks below them. Random weights first get
+    their batch-norm statistics measured (calibrate_batch_norm); the seconds count that too.
     """
-    if not cfg.cache_features:
-        return model, train, val, 0.0
+    first = split_point(model, cfg) if cfg.finetune_epochs else 0
+    if not cfg.cache_features or not (cfg.head_epochs or first):
+        return Cache(None, None, 0.0)
     workers = _workers(cfg, device)
-    images = make_loader(data_dir, "training", eval_transform(model.input_size),
-                         cfg.batch_size, workers=workers, subset=cfg.subset)
     start = time.perf_counter()
     if not getattr(model, "pretrained", False):
-        used = calibrate_batch_norm(model, images, device)
+        shuffled = make_loader(data_dir, "training", eval_transform(model.input_size),
+                               cfg.batch_size, shuffle=True, workers=workers, seed=cfg.seed,
+                               subset=cfg.subset)
+        used = calibrate_batch_norm(model, shuffled, device)
         print(f"[train] random weights: batch-norm statistics measured on {used} training "
               f"images in {time.perf_counter() - start:.1f} s", flush=True)
+    images = make_loader(data_dir, "training", eval_transform(model.input_size),
+                         cfg.batch_size, workers=workers, subset=cfg.subset)
     extracting = time.perf_counter()
-    cached = [extract_features(model, loader, device) for loader in (images, val)]
+    (train_pooled, train_early), (val_pooled, val_early) = (
+        extract_features(model, loader, device, first) for loader in (images, val))
     seconds = time.perf_counter() - extracting
-    n_images = sum(len(c) for c in cached)
-    print(f"[train] features of the frozen backbone: {n_images} images, once, in "
+    n_images = len(train_pooled) + len(val_pooled)
+    kept = f" and the output of its first {first} blocks" if first else ""
+    print(f"[train] features of the frozen backbone{kept}: {n_images} images, once, in "
           f"{seconds:.1f} s ({n_images / seconds:.1f} images/s)", flush=True)
-    loader = DataLoader(cached[0], batch_size=cfg.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(cfg.seed))
-    return (model.classifier, loader, DataLoader(cached[1], batch_size=cfg.batch_size),
-            time.perf_counter() - start)
+
+    def loaders(train: TensorDataset, val_set: TensorDataset) -> tuple[DataLoader, DataLoader]:
+        shuffled = DataLoader(train, batch_size=cfg.batch_size, shuffle=True,
+                              generator=torch.Generator().manual_seed(cfg.seed))
+        return shuffled, DataLoader(val_set, batch_size=cfg.batch_size)
+
+    return Cache(loaders(train_pooled, val_pooled),
+                 loaders(train_early, val_early) if first else None,
+                 time.perf_counter() - start)
+
+
+def stage_setup(
+    stage: str, model: nn.Module, cached: Cache, loaders: tuple[DataLoader, DataLoader],
+    cfg: TrainConfig,
+) -> tuple[nn.Module, DataLoader, DataLoader, torch.optim.Optimizer]:
+    """The module a stage runs, its two loaders and its optimizer; only what learns has grads.
+
+    head: the classifier alone (on cached features) or the whole model with a frozen
+    backbone (the old way). finetune: the whole model, or its top finetune_blocks blocks on
+    the cached output of the frozen ones (or behind them, Frozen, when nothing is cached).
+    """
+    model.requires_grad_(False)
+    if stage == "head":
+        model.classifier.requires_grad_(True)
+        net, (train, val) = (model.classifier, cached.head) if cached.head else (model, loaders)
+        return net, train, val, torch.optim.Adam(model.classifier.parameters(), lr=cfg.head_lr)
+    first = split_point(model, cfg)
+    learning = top(model, first)
+    learning.requires_grad_(True)
+    if not first:
+        net, (train, val) = model, loaders
+    elif cached.top:
+        net, (train, val) = learning, cached.top
+    else:
+        net, (train, val) = nn.Sequential(Frozen(model.features[:first]), learning), loaders
+    return net, train, val, torch.optim.Adam(learning.parameters(), lr=cfg.finetune_lr)
 
 
 def fit(
@@ -179,25 +267,20 @@ def fit(
           f"{f' ({cfg.subset} per class)' if cfg.subset else ''}, {total} epochs, "
           f"batch {cfg.batch_size}, on {device.type}", flush=True)
     model.to(device)
+    split_point(model, cfg)  # a finetune_blocks the model does not have fails here, first
+    cached = cache(model, data_dir, val_loader, cfg, device)
+    features_s = cached.seconds  # the first epoch pays for the features
     best_acc, best_state, epoch, spent = -1.0, None, 0, 0.0
     for stage, epochs in (("head", cfg.head_epochs), ("finetune", cfg.finetune_epochs)):
         if not epochs:
             continue
-        model.requires_grad_(stage == "finetune")
-        model.classifier.requires_grad_(True)
-        features_s = 0.0
-        if stage == "head":
-            net, train, val, features_s = head_loaders(model, data_dir, train_loader,
-                                                       val_loader, cfg, device)
-            optimizer = torch.optim.Adam(model.classifier.parameters(), lr=cfg.head_lr)
-        else:
-            net, train, val = model, train_loader, val_loader
-            optimizer = torch.optim.Adam(model.parameters(), lr=cfg.finetune_lr)
+        net, train, val, optimizer = stage_setup(stage, model, cached,
+                                                 (train_loader, val_loader), cfg)
         # cosine decay: big steps early, small ones to settle at the end of each stage
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
         for _ in range(epochs):
             epoch += 1
-            start = time.perf_counter() - features_s  # the first epoch pays for the features
+            start = time.perf_counter() - features_s
             train_loss, train_acc = _run_epoch(net, train, device, optimizer,
                                                f"epoch {epoch} training")
             train_s = time.perf_counter() - start
