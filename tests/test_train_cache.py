@@ -128,9 +128,10 @@ def test_pooled_features_are_what_the_head_gets(sample_data):
 
 
 def test_cache_features_is_a_switch():
-    """TRAIN_CACHE_FEATURES: 1 by default, 0 to recompute, anything else refused; the sample
-    set's schedule says 0 (random weights, the whole network learns)."""
+    """TRAIN_CACHE_FEATURES: 1 in the food11 schedules, 0 (TrainConfig's default) for the
+    sample set (random weights, the whole network learns), anything else refused."""
     assert config.load_config({"dataset": "food11"}, env={}).cache_features == 1
+    assert config.load_config({"dataset": "food11", "subset": "50"}, env={}).cache_features == 1
     assert config.load_config(env={}).cache_features == 0
     assert config.load_config(env={"TRAIN_CACHE_FEATURES": "1"}).cache_features == 1
     assert config.load_config(env={"TRAIN_CACHE_FEATURES": "0"}).cache_features == 0

@@ -7,7 +7,7 @@ store, so benchmarking never adds versions to your registry. Four runs, one afte
 other: a Food-11-shaped set (550 training, 550 validation, 550 evaluation JPEGs of
 512 x 384, `dataset=food11 subset=50`, made once by sample_data.make_photo_set), then the
 sample set, each the old way (OLD_WAY: the backbone recomputed in every epoch, fine-tuning
-the whole network) and cached (TRAIN_CACHE_FEATURES=1 with the data set's own schedule).
+the whole network) and cached (the data set's own schedule: cached for food11).
 Targets: cached at most half the old total, with the same gate result; the sample set
 under 90 s on 2 cores.
 """
