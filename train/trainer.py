@@ -178,18 +178,20 @@ class Cache:
 
 
 def cache(
-    model: nn.Module, data_dir: Path, val: DataLoader, cfg: TrainConfig, device: torch.device
+    model: nn.Module, data_dir: Path, val: DataLoader, cfg: TrainConfig, device: torch.device,
+    first: int = 0,
 ) -> Cache:
     """Compute once what the epochs would recompute: the frozen backbone's output.
 
     cfg.cache_features 0 is the old way, kept for the benchmark: nothing is cached, so the
     backbone runs again on every image in every epoch. 1: the backbone in eval mode runs
     once over every training and validation image, un-augmented (train/README.md says why).
-    The head epochs train on its pooled features; with finetune_blocks, the fine-tune epochs
-    train the top blocks on the output of the blocks below them. Random weights first get
-    their batch-norm statistics measured (calibrate_batch_norm); the seconds count that too.
+    The head epochs train on its pooled features; with first > 0 (split_point), the
+    fine-tune epochs train the top blocks on the output of the first `first`. Random weights
+    first get their batch-norm statistics measured (calibrate_batch_norm); the seconds count
+    that too.
     """
-    first = split_point(model, cfg) if cfg.finetune_epochs else 0
+    first = first if cfg.finetune_epochs else 0  # without fine-tune epochs, none to keep for
     if not cfg.cache_features or not (cfg.head_epochs or first):
         return Cache(None, None, 0.0)
     workers = _workers(cfg, device)
@@ -224,20 +226,19 @@ def cache(
 
 def stage_setup(
     stage: str, model: nn.Module, cached: Cache, loaders: tuple[DataLoader, DataLoader],
-    cfg: TrainConfig,
+    cfg: TrainConfig, first: int,
 ) -> tuple[nn.Module, DataLoader, DataLoader, torch.optim.Optimizer]:
     """The module a stage runs, its two loaders and its optimizer; only what learns has grads.
 
     head: the classifier alone (on cached features) or the whole model with a frozen
-    backbone (the old way). finetune: the whole model, or its top finetune_blocks blocks on
-    the cached output of the frozen ones (or behind them, Frozen, when nothing is cached).
+    backbone (the old way). finetune: the whole model (first 0), or its blocks from `first`
+    on, on the cached output of the frozen ones (or behind them, Frozen, when not cached).
     """
     model.requires_grad_(False)
     if stage == "head":
         model.classifier.requires_grad_(True)
         net, (train, val) = (model.classifier, cached.head) if cached.head else (model, loaders)
         return net, train, val, torch.optim.Adam(model.classifier.parameters(), lr=cfg.head_lr)
-    first = split_point(model, cfg)
     learning = top(model, first)
     learning.requires_grad_(True)
     if not first:
@@ -267,15 +268,15 @@ def fit(
           f"{f' ({cfg.subset} per class)' if cfg.subset else ''}, {total} epochs, "
           f"batch {cfg.batch_size}, on {device.type}", flush=True)
     model.to(device)
-    split_point(model, cfg)  # a finetune_blocks the model does not have fails here, first
-    cached = cache(model, data_dir, val_loader, cfg, device)
+    first = split_point(model, cfg)  # a finetune_blocks the model lacks fails here
+    cached = cache(model, data_dir, val_loader, cfg, device, first)
     features_s = cached.seconds  # the first epoch pays for the features
     best_acc, best_state, epoch, spent = -1.0, None, 0, 0.0
     for stage, epochs in (("head", cfg.head_epochs), ("finetune", cfg.finetune_epochs)):
         if not epochs:
             continue
         net, train, val, optimizer = stage_setup(stage, model, cached,
-                                                 (train_loader, val_loader), cfg)
+                                                 (train_loader, val_loader), cfg, first)
         # cosine decay: big steps early, small ones to settle at the end of each stage
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
         for _ in range(epochs):
